@@ -1,0 +1,16 @@
+"""spacy_tokclf: transformer token classification for spaCy."""
+from .architectures import build_hf_encoder, build_token_classifier
+from .pipeline import DEFAULT_CONFIG_STR, TokenClassifier, make_token_classifier
+from .scoring import make_tokclf_scorer, score_token_classifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CONFIG_STR",
+    "TokenClassifier",
+    "build_hf_encoder",
+    "build_token_classifier",
+    "make_token_classifier",
+    "make_tokclf_scorer",
+    "score_token_classifier",
+]

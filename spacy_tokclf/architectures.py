@@ -1,0 +1,90 @@
+"""Registered, versioned model builders. They only compose layers."""
+from typing import Optional
+
+from spacy.util import registry
+from thinc.api import Dropout, Linear, Model, chain, with_array
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
+
+from .layers.hf_encoder import (
+    POOLINGS,
+    HFEncoderShim,
+    convert_inputs,
+    convert_outputs,
+    hf_encoder_init,
+)
+from .types import Tok2VecT, TokenScoresT
+
+
+@registry.architectures("spacy-tokclf.HFEncoder.v1")
+def build_hf_encoder(
+    name: str,
+    pooling: str = "first",
+    window: int = 256,
+    stride: int = 192,
+    batch_pieces: int = 4096,
+) -> Tok2VecT:
+    """A Hugging Face encoder that gives one vector per spaCy token. Nothing is
+    loaded until the model is initialized.
+
+    name (str): Hugging Face model name or local directory.
+    pooling (str): how a token's word pieces become one vector: "first" or "mean".
+    window (int): word pieces per encoder window (special pieces not counted).
+    stride (int): pieces between the starts of overlapping windows of a long doc.
+    batch_pieces (int): padded word pieces per encoder call, at most.
+    RETURNS (Model[List[Doc], List[Floats2d]]): the encoder.
+    """
+    if not name:
+        raise ValueError(
+            "[token_classifier] No encoder set: `model.tok2vec.name` is empty. "
+            "Name a Hugging Face model or a local directory, e.g.\n"
+            '    nlp.add_pipe("token_classifier", config={"model": {"tok2vec": '
+            '{"name": "/path/to/model"}}})'
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"[token_classifier] Unknown `model.tok2vec.pooling` '{pooling}'. "
+            f"Use one of {', '.join(repr(p) for p in POOLINGS)}."
+        )
+    if not 0 < stride <= window:
+        raise ValueError(
+            f"[token_classifier] `model.tok2vec.stride` ({stride}) must be between 1 "
+            f"and `model.tok2vec.window` ({window}) so that windows overlap or touch."
+        )
+    if batch_pieces < 1:
+        raise ValueError("[token_classifier] `model.tok2vec.batch_pieces` must be >= 1.")
+    return Model(
+        "hf_encoder",
+        pytorch_forward,
+        init=hf_encoder_init,
+        attrs={
+            "name": name,
+            "pooling": pooling,
+            "window": window,
+            "stride": stride,
+            "batch_pieces": batch_pieces,
+            "convert_inputs": convert_inputs,
+            "convert_outputs": convert_outputs,
+        },
+        shims=[HFEncoderShim()],
+        dims={"nO": None},
+    )
+
+
+@registry.architectures("spacy-tokclf.TokenClassifier.v1")
+def build_token_classifier(
+    tok2vec: Tok2VecT, nO: Optional[int] = None, dropout: float = 0.1
+) -> TokenScoresT:
+    """Per-token label scores: an encoder, dropout and one linear layer whose
+    outputs are the labels of all tasks side by side (one head per task, in
+    one matrix product). The component sets nO from its labels.
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): the encoder, embedded or a listener.
+    nO (Optional[int]): number of output labels, inferred when None.
+    dropout (float): dropout on the token vectors before the head.
+    RETURNS (Model[List[Doc], List[Floats2d]]): scores of shape [len(doc), nO].
+    """
+    output_layer = Linear(nO=nO)
+    model = chain(tok2vec, with_array(chain(Dropout(dropout), output_layer)))
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("output_layer", output_layer)
+    return model

@@ -1,0 +1,237 @@
+"""spaCy tokens -> word pieces -> windows -> padded batches, and back.
+
+The tokenizer sees the spaCy tokens as pre-split words (as Hugging Face's own
+token-classification recipe does), so every word piece belongs to exactly one
+spaCy token whatever the tokenizer family: WordPiece, byte-level BPE or
+SentencePiece. No character offsets are involved, so none can be off.
+
+A token for which the tokenizer yields no piece at all (whitespace, a lone
+zero-width or control character) is given the tokenizer's unknown piece, in
+place, so it still sits in context and still gets a vector.
+"""
+from dataclasses import dataclass
+from typing import Any, List, Sequence, Tuple
+
+import numpy
+
+from spacy.tokens import Doc
+
+# (piece ids [n_pieces], token index of each piece [n_pieces]) for one doc.
+DocPieces = Tuple[numpy.ndarray, numpy.ndarray]
+
+
+@dataclass
+class SpecialPieces:
+    """The ids a tokenizer puts around every sequence, and its pad/unk ids."""
+
+    prefix: List[int]
+    suffix: List[int]
+    pad_id: int
+    unk_id: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> "SpecialPieces":
+        # Ask the tokenizer's own post-processor, so any model family works.
+        backend = tokenizer.backend_tokenizer
+        enc = backend.encode(["a"], is_pretokenized=True, add_special_tokens=True)
+        mask = enc.special_tokens_mask
+        content = [i for i, m in enumerate(mask) if not m]
+        first, last = (content[0], content[-1]) if content else (len(mask), len(mask))
+        pad_id = tokenizer.pad_token_id
+        unk_id = tokenizer.unk_token_id
+        if unk_id is None:
+            unk_id = pad_id if pad_id is not None else 0
+        return cls(
+            prefix=list(enc.ids[:first]),
+            suffix=list(enc.ids[last + 1 :]),
+            pad_id=pad_id if pad_id is not None else 0,
+            unk_id=unk_id,
+        )
+
+
+def tokenize_docs(tokenizer: Any, docs: Sequence[Doc], unk_id: int) -> List[DocPieces]:
+    """Split each doc's tokens into word pieces, in one batched tokenizer call.
+
+    tokenizer (PreTrainedTokenizerFast): the encoder's fast tokenizer.
+    docs (Sequence[Doc]): the docs.
+    unk_id (int): the piece given to a token that yields no piece.
+    RETURNS (List[DocPieces]): per doc, piece ids and the token of each piece.
+        Token indices are sorted and every token of the doc owns >= 1 piece.
+    """
+    words = [[t.text for t in doc] for doc in docs if len(doc)]
+    encodings = iter(
+        tokenizer.backend_tokenizer.encode_batch(
+            words, is_pretokenized=True, add_special_tokens=False
+        )
+        if words
+        else []
+    )
+    output: List[DocPieces] = []
+    for doc in docs:
+        n_tokens = len(doc)
+        if n_tokens == 0:
+            empty = numpy.zeros((0,), dtype="int64")
+            output.append((empty, empty))
+            continue
+        enc = next(encodings)
+        ids = numpy.asarray(enc.ids, dtype="int64")
+        # word_ids is None only for special tokens, which are not added here.
+        owners = numpy.asarray(
+            [-1 if w is None else w for w in enc.word_ids], dtype="int64"
+        )
+        keep = owners >= 0
+        ids, owners = ids[keep], owners[keep]
+        counts = numpy.bincount(owners, minlength=n_tokens)
+        empty_tokens = numpy.flatnonzero(counts == 0)
+        if len(empty_tokens):
+            ids = numpy.concatenate([ids, numpy.full(len(empty_tokens), unk_id)])
+            owners = numpy.concatenate([owners, empty_tokens])
+            # A stable sort keeps each token's pieces in order.
+            order = numpy.argsort(owners, kind="stable")
+            ids, owners = ids[order], owners[order]
+        output.append((ids, owners))
+    return output
+
+
+def window_starts(n_pieces: int, window: int, stride: int) -> numpy.ndarray:
+    """Start offsets of overlapping windows covering n_pieces pieces.
+
+    A sequence that fits in one window gets exactly one; otherwise windows
+    advance by `stride` and the last one is aligned to the end.
+    """
+    if n_pieces <= window:
+        return numpy.zeros((1,), dtype="int64")
+    starts = list(range(0, n_pieces - window, stride))
+    starts.append(n_pieces - window)
+    return numpy.asarray(starts, dtype="int64")
+
+
+def window_owners(n_pieces: int, starts: numpy.ndarray, window: int) -> numpy.ndarray:
+    """For each piece, the window whose centre it is closest to.
+
+    In the overlap of two windows, the first half belongs to the earlier
+    window and the second half to the later one, so every piece is read with
+    as much context on both sides as the windows allow.
+    """
+    owners = numpy.zeros((n_pieces,), dtype="int64")
+    for k in range(1, len(starts)):
+        # Overlap of window k-1 and k is [starts[k], starts[k-1] + window).
+        boundary = (int(starts[k]) + int(starts[k - 1]) + window) // 2
+        owners[boundary:] = k
+    return owners
+
+
+@dataclass
+class PieceLayout:
+    """Where every piece of a batch of docs sits in the padded encoder input.
+
+    batches: per encoder call, (input ids [B, L], attention mask [B, L]).
+    positions: for each row of the output, its flat index into the
+        concatenation of all calls' hidden states reshaped to [sum(B * L), H].
+    token_index: for each row of positions, the row of the output token
+        (tokens numbered across the whole batch of docs); None when pooling
+        "first", where positions already has one row per token.
+    n_tokens: total number of spaCy tokens.
+    lengths: tokens per doc.
+    """
+
+    batches: List[Tuple[numpy.ndarray, numpy.ndarray]]
+    positions: numpy.ndarray
+    token_index: Any
+    n_tokens: int
+    lengths: List[int]
+
+
+def layout_pieces(
+    doc_pieces: Sequence[DocPieces],
+    special: SpecialPieces,
+    *,
+    window: int,
+    stride: int,
+    batch_pieces: int,
+    pooling: str,
+) -> PieceLayout:
+    """Cut each doc's pieces into windows and pack the windows into batches.
+
+    Windows are sorted by length and packed so that no call holds more than
+    `batch_pieces` padded positions (at least one window a call), which keeps
+    padding low when sentence lengths vary.
+    """
+    n_prefix, n_suffix = len(special.prefix), len(special.suffix)
+    # Per window: (doc index, start, end) in that doc's pieces.
+    windows: List[Tuple[int, int, int]] = []
+    # Per doc: (index of its first window, owner window offset per piece).
+    doc_windows: List[Tuple[int, numpy.ndarray]] = []
+    for d, (ids, _) in enumerate(doc_pieces):
+        n = len(ids)
+        if n == 0:
+            doc_windows.append((len(windows), numpy.zeros((0,), dtype="int64")))
+            continue
+        starts = window_starts(n, window, stride)
+        doc_windows.append((len(windows), window_owners(n, starts, window)))
+        for s in starts:
+            windows.append((d, int(s), int(min(s + window, n))))
+    order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
+    # Flat offset of position 0 of each window in the concatenated output.
+    window_offset = numpy.zeros((len(windows),), dtype="int64")
+    batches: List[Tuple[numpy.ndarray, numpy.ndarray]] = []
+    flat = 0
+    i = 0
+    while i < len(order):
+        # Longest-last order: the batch's width is its last window's length.
+        j = i + 1
+        while j < len(order):
+            d, s, e = windows[order[j]]
+            width = e - s + n_prefix + n_suffix
+            if (j - i + 1) * width > batch_pieces:
+                break
+            j += 1
+        members = order[i:j]
+        d, s, e = windows[members[-1]]
+        width = e - s + n_prefix + n_suffix
+        ids = numpy.full((len(members), width), special.pad_id, dtype="int64")
+        mask = numpy.zeros((len(members), width), dtype="int64")
+        for row, w in enumerate(members):
+            d, s, e = windows[w]
+            seq = numpy.concatenate(
+                [special.prefix, doc_pieces[d][0][s:e], special.suffix]
+            )
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+            window_offset[w] = flat + row * width + n_prefix
+        batches.append((ids, mask))
+        flat += len(members) * width
+        i = j
+    positions = []
+    token_rows = []
+    lengths = []
+    n_tokens = 0
+    for d, (ids, owners) in enumerate(doc_pieces):
+        first_window, owner = doc_windows[d]
+        lengths.append(int(owners[-1]) + 1 if len(owners) else 0)
+        if len(ids) == 0:
+            continue
+        piece_idx = numpy.arange(len(ids))
+        w = first_window + owner
+        starts = numpy.asarray([windows[k][1] for k in range(first_window, first_window + owner[-1] + 1)])
+        pos = window_offset[w] + piece_idx - starts[owner]
+        if pooling == "first":
+            is_first = numpy.ones((len(owners),), dtype=bool)
+            is_first[1:] = owners[1:] != owners[:-1]
+            positions.append(pos[is_first])
+        else:
+            positions.append(pos)
+            token_rows.append(owners + n_tokens)
+        n_tokens += lengths[-1]
+    empty = numpy.zeros((0,), dtype="int64")
+    return PieceLayout(
+        batches=batches,
+        positions=numpy.concatenate(positions) if positions else empty,
+        token_index=(
+            None
+            if pooling == "first"
+            else (numpy.concatenate(token_rows) if token_rows else empty)
+        ),
+        n_tokens=n_tokens,
+        lengths=lengths,
+    )

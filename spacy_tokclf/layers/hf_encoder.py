@@ -1,0 +1,237 @@
+"""A Hugging Face encoder as a thinc layer: List[Doc] -> one vector per token.
+
+The torch side (`PieceEncoder`) runs the transformer over padded windows and
+pools word pieces into spaCy tokens; the thinc side tokenizes, lays out the
+windows (see alignment.py) and converts arrays. `HFEncoderShim` makes the
+layer self-contained on disk: it saves the transformer config, weights and
+tokenizer files, and rebuilds them without the original model name.
+"""
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import srsly
+import torch
+from spacy.tokens import Doc
+from spacy.util import make_tempdir
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchShim,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
+)
+from thinc.types import Floats2d
+
+from .alignment import SpecialPieces, layout_pieces, tokenize_docs
+
+POOLINGS = ("first", "mean")
+# Models whose learned position table reserves the first rows for padding.
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
+
+
+class PieceEncoder(torch.nn.Module):
+    """Transformer over padded windows, pooled to one vector per spaCy token."""
+
+    def __init__(self, transformer: torch.nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(
+        self,
+        batches: List[Tuple[torch.Tensor, torch.Tensor]],
+        positions: torch.Tensor,
+        token_index: Optional[torch.Tensor],
+        n_tokens: int,
+    ) -> torch.Tensor:
+        """batches: per call, input ids [B, L] and attention mask [B, L].
+        positions [R]: rows of the flattened hidden states [sum(B * L), H] to read.
+        token_index [R] or None: output token of each row (mean pooling).
+        RETURNS [n_tokens, H].
+        """
+        hidden = [
+            self.transformer(input_ids=ids, attention_mask=mask)
+            .last_hidden_state.reshape(-1, self.transformer.config.hidden_size)
+            for ids, mask in batches
+        ]
+        if not hidden:
+            return self.transformer.get_input_embeddings().weight.new_zeros(
+                (n_tokens, self.transformer.config.hidden_size)
+            )
+        flat = torch.cat(hidden) if len(hidden) != 1 else hidden[0]
+        rows = flat.index_select(0, positions)
+        if token_index is None:
+            return rows
+        summed = rows.new_zeros((n_tokens, rows.shape[1])).index_add_(0, token_index, rows)
+        counts = torch.bincount(token_index, minlength=n_tokens).clamp_(min=1)
+        return summed / counts.unsqueeze(1).to(summed.dtype)
+
+
+class HFEncoderShim(PyTorchShim):
+    """PyTorchShim whose bytes hold everything needed to rebuild the encoder:
+    the transformer config, its weights and the tokenizer files. Loading a
+    saved pipeline never goes back to the model name or the network.
+    """
+
+    def __init__(self, model: Optional[PieceEncoder] = None, tokenizer: Any = None):
+        super().__init__(model)
+        self.tokenizer = tokenizer
+        self.special: Optional[SpecialPieces] = (
+            SpecialPieces.from_tokenizer(tokenizer) if tokenizer is not None else None
+        )
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
+        device = get_torch_default_device()
+        self._model = model.to(device)
+        self.tokenizer = tokenizer
+        self.special = SpecialPieces.from_tokenizer(tokenizer)
+
+    def to_bytes(self) -> bytes:
+        if self._model is None:
+            return srsly.msgpack_dumps({"config": None, "tokenizer": {}, "state": b""})
+        tokenizer_files = {}
+        with make_tempdir() as tmp:
+            self.tokenizer.save_pretrained(str(tmp))
+            for path in tmp.glob("**/*"):
+                if path.is_file():
+                    tokenizer_files[path.relative_to(tmp).as_posix()] = path.read_bytes()
+        state = BytesIO()
+        torch.save(self._model.transformer.state_dict(), state)
+        msg = {
+            "config": self._model.transformer.config.to_dict(),
+            "tokenizer": tokenizer_files,
+            "state": state.getvalue(),
+        }
+        return srsly.msgpack_dumps(msg)
+
+    def from_bytes(self, bytes_data: bytes) -> "HFEncoderShim":
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        msg = srsly.msgpack_loads(bytes_data)
+        if not msg.get("config"):
+            return self
+        with make_tempdir() as tmp:
+            srsly.write_json(tmp / "config.json", msg["config"])
+            for name, data in msg["tokenizer"].items():
+                path = Path(tmp) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            config = AutoConfig.from_pretrained(str(tmp))
+            tokenizer = AutoTokenizer.from_pretrained(str(tmp), use_fast=True)
+        transformer = AutoModel.from_config(config)
+        state = torch.load(BytesIO(msg["state"]), map_location="cpu", weights_only=True)
+        transformer.load_state_dict(state)
+        self.set_encoder(PieceEncoder(transformer), tokenizer)
+        return self
+
+
+def load_encoder(name: str) -> Tuple[PieceEncoder, Any]:
+    """Load a transformer and its fast tokenizer from a name or a directory.
+
+    name (str): a Hugging Face model name or a local directory.
+    RETURNS (Tuple[PieceEncoder, PreTrainedTokenizerFast]): the encoder and tokenizer.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        # add_prefix_space: byte-level BPE tokenizers (RoBERTa, GPT-2) need it to
+        # read pre-split words as they read running text; others ignore it.
+        tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True, add_prefix_space=True)
+        transformer = AutoModel.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise OSError(
+            f"[token_classifier] Could not load the encoder '{name}' set in "
+            f"`model.tok2vec.name`: {err}\nSet it to a local directory that holds a "
+            f"Hugging Face model (config.json, weights, tokenizer files), e.g.\n"
+            f'    nlp.add_pipe("token_classifier", config={{"model": {{"tok2vec": '
+            f'{{"name": "/path/to/model"}}}}}})\nor, in a config file:\n'
+            f"    [components.token_classifier.model.tok2vec]\n    name = \"/path/to/model\""
+        ) from err
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"[token_classifier] The tokenizer of '{name}' (`model.tok2vec.name`) is a "
+            f"slow (Python) tokenizer ({type(tokenizer).__name__}). token_classifier "
+            f"needs a fast tokenizer to map word pieces to spaCy tokens. Save a fast "
+            f"tokenizer next to the model (tokenizer.json), e.g.\n"
+            f"    AutoTokenizer.from_pretrained(name, use_fast=True).save_pretrained(dir)\n"
+            f"or, for a SentencePiece model, install `sentencepiece` so transformers "
+            f"can convert it."
+        )
+    return PieceEncoder(transformer), tokenizer
+
+
+def max_window(transformer_config: Any, tokenizer: Any, n_special: int) -> int:
+    """The longest window of pieces (without special pieces) the model takes."""
+    n_positions = getattr(transformer_config, "max_position_embeddings", None) or 512
+    n_positions -= _POSITION_OFFSET.get(transformer_config.model_type, 0)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < n_positions:
+        n_positions = model_max
+    return n_positions - n_special
+
+
+def hf_encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
+    shim: HFEncoderShim = model.shims[0]
+    if not shim.loaded:
+        encoder, tokenizer = load_encoder(model.attrs["name"])
+        shim.set_encoder(encoder, tokenizer)
+    transformer = shim._model.transformer
+    n_special = len(shim.special.prefix) + len(shim.special.suffix)
+    limit = max_window(transformer.config, shim.tokenizer, n_special)
+    window, stride = model.attrs["window"], model.attrs["stride"]
+    if window > limit:
+        raise ValueError(
+            f"[token_classifier] `model.tok2vec.window` is {window} word pieces, but "
+            f"'{model.attrs['name']}' reads at most {limit} pieces at a time "
+            f"({n_special} more are special pieces). Set `window = {limit}` or less; "
+            f"longer documents are still read whole, in overlapping windows."
+        )
+    model.set_dim("nO", transformer.config.hidden_size)
+
+
+def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    """List[Doc] -> PieceEncoder arguments; docs take no gradient."""
+    shim: HFEncoderShim = model.shims[0]
+    if not shim.loaded:
+        raise ValueError(
+            "[token_classifier] The encoder has no weights yet: call "
+            "`nlp.initialize()` (or train with `spacy train`) before using the "
+            "component, or load a trained pipeline with `spacy.load()`."
+        )
+    layout = layout_pieces(
+        tokenize_docs(shim.tokenizer, docs, shim.special.unk_id),
+        shim.special,
+        window=model.attrs["window"],
+        stride=model.attrs["stride"],
+        batch_pieces=model.attrs["batch_pieces"],
+        pooling=model.attrs["pooling"],
+    )
+    as_tensor = lambda a: torch.from_numpy(a).to(shim.device)
+    args = (
+        [(as_tensor(ids), as_tensor(mask)) for ids, mask in layout.batches],
+        as_tensor(layout.positions),
+        None if layout.token_index is None else as_tensor(layout.token_index),
+        layout.n_tokens,
+    )
+    return ArgsKwargs(args=args, kwargs={}), lambda d_inputs: []
+
+
+def convert_outputs(
+    model: Model, docs_and_output: Tuple[List[Doc], torch.Tensor], is_train: bool
+) -> Tuple[List[Floats2d], Callable]:
+    """Token vectors [n_tokens, H] -> one [len(doc), H] array per doc."""
+    docs, output = docs_and_output
+    xp = model.ops.xp
+    Y = torch2xp(output)
+    Ys = xp.split(Y, xp.cumsum(xp.asarray([len(doc) for doc in docs[:-1]], dtype="int64")))
+
+    def get_d_output(dYs: List[Floats2d]) -> ArgsKwargs:
+        dY = xp2torch(xp.concatenate(dYs), device=output.device)
+        return ArgsKwargs(args=(output,), kwargs={"grad_tensors": (dY,)})
+
+    return list(Ys), get_d_output

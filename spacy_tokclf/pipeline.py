@@ -1,0 +1,469 @@
+"""The `token_classifier` component: per-token labels -> Doc.ents and token.tag_."""
+import warnings
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.errors import Errors
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, set_dropout_rate
+from thinc.types import Floats2d
+
+from .annotation import (
+    SCHEMES,
+    biluo_to_scheme,
+    constrained_decode,
+    label_spans,
+    scheme_labels,
+    transition_masks,
+)
+from .scoring import score_token_classifier
+
+TASKS = ("ents", "tag")
+PROBS_ATTR = "tokclf_probs"
+
+DEFAULT_CONFIG_STR = """
+[model]
+@architectures = "spacy-tokclf.TokenClassifier.v1"
+nO = null
+dropout = 0.1
+
+[model.tok2vec]
+@architectures = "spacy-tokclf.HFEncoder.v1"
+name = ""
+pooling = "first"
+window = 256
+stride = 192
+batch_pieces = 4096
+
+[scorer]
+@scorers = "spacy-tokclf.tokclf_scorer.v1"
+"""
+DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
+
+if not Doc.has_extension(PROBS_ATTR):
+    Doc.set_extension(PROBS_ATTR, default=None)
+
+# Per doc: task -> (label ids [n_tokens], probability of each id [n_tokens]).
+DocPrediction = Dict[str, Tuple[numpy.ndarray, numpy.ndarray]]
+
+
+@Language.factory(
+    "token_classifier",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.tag", "doc.spans"],
+    default_config={
+        "model": DEFAULT_CONFIG["model"],
+        "tasks": ["ents"],
+        "scheme": "BIO",
+        "overwrite": False,
+        "spans_key": None,
+        "scorer": DEFAULT_CONFIG["scorer"],
+    },
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+        "tag_acc": 1.0,
+    },
+)
+def make_token_classifier(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats2d]],
+    *,
+    tasks: List[str],
+    scheme: str,
+    overwrite: bool,
+    spans_key: Optional[str],
+    scorer: Optional[Callable],
+) -> "TokenClassifier":
+    """Create a token_classifier: a transformer encoder with one
+    token-classification head per task.
+
+    model (Model[List[Doc], List[Floats2d]]): the encoder and heads.
+    tasks (List[str]): "ents" (written to Doc.ents) and/or "tag" (token.tag_).
+    scheme (str): per-token entity scheme, "BIO" or "BILUO".
+    overwrite (bool): replace existing entities and tags.
+    spans_key (Optional[str]): key in doc.spans for scored entities; None: the
+        component's name.
+    scorer (Optional[Callable]): the scoring method.
+    """
+    return TokenClassifier(
+        nlp.vocab,
+        model,
+        name,
+        tasks=tasks,
+        scheme=scheme,
+        overwrite=overwrite,
+        spans_key=spans_key,
+        scorer=scorer,
+    )
+
+
+class TokenClassifier(TrainablePipe):
+    """Predict a label per token for each task; write entities and tags."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats2d]],
+        name: str = "token_classifier",
+        *,
+        tasks: Sequence[str] = ("ents",),
+        scheme: str = "BIO",
+        overwrite: bool = False,
+        spans_key: Optional[str] = None,
+        scorer: Optional[Callable] = score_token_classifier,
+    ) -> None:
+        """Initialize the component. Nothing is loaded: see `initialize`.
+
+        vocab (Vocab): the shared vocabulary.
+        model (Model[List[Doc], List[Floats2d]]): the encoder and heads.
+        name (str): the component instance name.
+        tasks (Sequence[str]): "ents" and/or "tag".
+        scheme (str): "BIO" or "BILUO".
+        overwrite (bool): replace existing entities and tags.
+        spans_key (Optional[str]): doc.spans key for scored entities.
+        scorer (Optional[Callable]): the scoring method.
+        """
+        tasks = list(tasks)
+        if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+            raise ValueError(
+                f"[{name}] Invalid setting `tasks = {tasks}`. Use a non-empty list of "
+                f'distinct tasks from {list(TASKS)}, e.g. config={{"tasks": ["ents", "tag"]}} '
+                f'in nlp.add_pipe("token_classifier", ...), or in a config file:\n'
+                f'    [components.{name}]\n    tasks = ["ents"]'
+            )
+        if scheme not in SCHEMES:
+            raise ValueError(
+                f"[{name}] Invalid setting `scheme = {scheme!r}`. Use \"BIO\" or \"BILUO\"."
+            )
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self._rehearsal_model = None
+        self.scorer = scorer
+        self._unseen_warned: set = set()
+        self.cfg: Dict[str, Any] = {
+            "labels": {task: [] for task in tasks},
+            "tasks": tasks,
+            "scheme": scheme,
+            "overwrite": overwrite,
+            "spans_key": spans_key if spans_key is not None else name,
+        }
+
+    # Labels -----------------------------------------------------------------
+
+    @property
+    def tasks(self) -> List[str]:
+        return list(self.cfg["tasks"])
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """RETURNS (Tuple[str]): the entity types and tags, in task order."""
+        return tuple(label for task in self.tasks for label in self.cfg["labels"][task])
+
+    @property
+    def label_data(self) -> Dict[str, List[str]]:
+        """RETURNS (Dict[str, List[str]]): labels per task, for `spacy init labels`."""
+        return {task: list(self.cfg["labels"][task]) for task in self.tasks}
+
+    def task_labels(self, task: str) -> List[str]:
+        """The per-token output labels of a task: scheme labels for "ents"."""
+        labels = self.cfg["labels"][task]
+        return scheme_labels(labels, self.cfg["scheme"]) if task == "ents" else list(labels)
+
+    def _output_slices(self) -> Dict[str, slice]:
+        slices, start = {}, 0
+        for task in self.tasks:
+            n = len(self.task_labels(task))
+            slices[task] = slice(start, start + n)
+            start += n
+        return slices
+
+    def add_label(self, label: str, task: Optional[str] = None) -> int:
+        """Add an entity type or tag before `initialize`.
+
+        label (str): the label.
+        task (Optional[str]): "ents" or "tag"; may be omitted with one task.
+        RETURNS (int): 0 if the label was already present, otherwise 1.
+        """
+        if not isinstance(label, str):
+            raise ValueError(Errors.E187)
+        if task is None:
+            if len(self.tasks) != 1:
+                raise ValueError(
+                    f"[{self.name}] This component has tasks {self.tasks}: name the "
+                    f'task, e.g. add_label("{label}", task="{self.tasks[0]}").'
+                )
+            task = self.tasks[0]
+        if task not in self.cfg["labels"]:
+            raise ValueError(f"[{self.name}] Unknown task '{task}'; tasks are {self.tasks}.")
+        if label in self.cfg["labels"][task]:
+            return 0
+        if self.model.get_ref("output_layer").has_dim("nO"):
+            raise ValueError(
+                f"[{self.name}] Cannot add label '{label}' after the component was "
+                f"initialized. Add it before `nlp.initialize()`, or list it in "
+                f"`[initialize.components.{self.name}.labels]`."
+            )
+        self.cfg["labels"][task].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    # Prediction -------------------------------------------------------------
+
+    def predict(self, docs: Iterable[Doc]) -> List[DocPrediction]:
+        """Label ids and their probabilities for each task and token.
+
+        docs (Iterable[Doc]): the docs.
+        RETURNS (List[DocPrediction]): per doc, task -> (ids, probabilities).
+        """
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            empty = (numpy.zeros((0,), dtype="int64"), numpy.zeros((0,), dtype="float32"))
+            return [{task: empty for task in self.tasks} for _ in docs]
+        scores = self.model.predict(docs)
+        return [self._decode(self.model.ops.to_numpy(s)) for s in scores]
+
+    def _decode(self, scores: numpy.ndarray) -> DocPrediction:
+        output: DocPrediction = {}
+        for task, cols in self._output_slices().items():
+            log_probs = _log_softmax(scores[:, cols])
+            if task == "ents":
+                masks = transition_masks(self.task_labels(task), self.cfg["scheme"])
+                ids = constrained_decode(log_probs, *masks)
+            else:
+                ids = log_probs.argmax(axis=1)
+            probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids])
+            output[task] = (ids, probs.astype("float32"))
+        return output
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: List[DocPrediction]) -> None:
+        """Write entities to doc.ents and doc.spans[spans_key] (with scores),
+        tags to token.tag_, and label probabilities to doc._.tokclf_probs.
+
+        docs (Iterable[Doc]): the docs.
+        predictions (List[DocPrediction]): the output of `predict`.
+        """
+        overwrite = self.cfg["overwrite"]
+        for doc, prediction in zip(docs, predictions):
+            probs = doc._.get(PROBS_ATTR) or {}
+            probs[self.name] = {task: p.tolist() for task, (_, p) in prediction.items()}
+            doc._.set(PROBS_ATTR, probs)
+            if "ents" in prediction:
+                ids, token_probs = prediction["ents"]
+                self._set_ents(doc, label_spans(ids, token_probs, self.task_labels("ents")))
+            if "tag" in prediction:
+                ids, _ = prediction["tag"]
+                tags = self.task_labels("tag")
+                for token, label_id in zip(doc, ids):
+                    if overwrite or not token.tag_:
+                        token.tag_ = tags[label_id]
+
+    def _set_ents(self, doc: Doc, spans: List[Tuple[int, int, str, float]]) -> None:
+        predicted = [Span(doc, start, end, label=label) for start, end, label, _ in spans]
+        doc.spans[self.cfg["spans_key"]] = SpanGroup(
+            doc,
+            name=self.cfg["spans_key"],
+            spans=predicted,
+            attrs={"scores": [score for *_, score in spans]},
+        )
+        if self.cfg["overwrite"]:
+            doc.set_ents(predicted, default="outside")
+            return
+        # Existing entities win; tokens with no entity status become "O".
+        existing = list(doc.ents)
+        taken = numpy.zeros((len(doc),), dtype=bool)
+        for ent in existing:
+            taken[ent.start : ent.end] = True
+        kept = [s for s in predicted if not taken[s.start : s.end].any()]
+        doc.set_ents(existing + kept, default="outside")
+
+    # Training ---------------------------------------------------------------
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Any] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of examples.
+
+        examples (Iterable[Example]): the batch.
+        drop (float): the dropout rate.
+        sgd (Optional[Optimizer]): the optimizer.
+        losses (Optional[Dict[str, float]]): losses so far, updated in place.
+        RETURNS (Dict[str, float]): the updated losses.
+        """
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "TokenClassifier.update")
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update(docs)
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(
+        self, examples: Iterable[Example], scores: List[Floats2d]
+    ) -> Tuple[float, List[Floats2d]]:
+        """Softmax cross-entropy per task, averaged over the tokens that have
+        gold annotation. Tokens with missing annotation (unknown entity
+        status, empty tag, misaligned gold) add no loss and no gradient.
+
+        examples (Iterable[Example]): the batch.
+        scores (List[Floats2d]): the model output.
+        RETURNS (Tuple[float, List[Floats2d]]): loss and gradient of the scores.
+        """
+        examples = list(examples)
+        validate_examples(examples, "TokenClassifier.get_loss")
+        ops = self.model.ops
+        lengths = [len(s) for s in scores]
+        X = ops.to_numpy(ops.xp.concatenate(scores)) if scores else numpy.zeros((0, 0))
+        d_X = numpy.zeros_like(X)
+        loss = 0.0
+        for task, cols in self._output_slices().items():
+            gold = numpy.concatenate(
+                [self._gold_ids(eg, task) for eg in examples]
+                or [numpy.zeros((0,), dtype="int64")]
+            )
+            has_gold = gold >= 0
+            n_gold = int(has_gold.sum())
+            if n_gold == 0:
+                continue
+            log_probs = _log_softmax(X[:, cols])
+            rows = numpy.flatnonzero(has_gold)
+            loss += float(-log_probs[rows, gold[rows]].sum() / n_gold)
+            d = numpy.exp(log_probs)
+            d[rows, gold[rows]] -= 1.0
+            d[~has_gold] = 0.0
+            d_X[:, cols] = d / n_gold
+        if numpy.isnan(loss):
+            raise ValueError(Errors.E910.format(name=self.name))
+        d_scores = numpy.split(d_X, numpy.cumsum(lengths)[:-1])
+        return loss, [ops.asarray2f(d) for d in d_scores]
+
+    def _gold_ids(self, example: Example, task: str) -> numpy.ndarray:
+        """Gold label id per predicted token; -1 where the gold is missing."""
+        if task == "ents":
+            scheme = self.cfg["scheme"]
+            gold = [biluo_to_scheme(t, scheme) for t in example.get_aligned_ner()]
+        else:
+            gold = [t or None for t in example.get_aligned("TAG", as_string=True)]
+        index = {label: i for i, label in enumerate(self.task_labels(task))}
+        ids = numpy.full((len(gold),), -1, dtype="int64")
+        for i, label in enumerate(gold):
+            if label is None:
+                continue
+            label_id = index.get(label)
+            if label_id is None:
+                self._warn_unseen(task, label)
+                continue
+            ids[i] = label_id
+        return ids
+
+    def _warn_unseen(self, task: str, label: str) -> None:
+        if (task, label) not in self._unseen_warned:
+            self._unseen_warned.add((task, label))
+            warnings.warn(
+                f"[{self.name}] Gold label '{label}' (task '{task}') was not seen at "
+                f"initialize; its tokens are treated as missing annotation. Add it to "
+                f"`[initialize.components.{self.name}.labels]` or re-run initialize "
+                f"on data that contains it."
+            )
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Any] = None,
+    ) -> None:
+        """Infer the labels from the examples (or take `labels`), load the
+        encoder and size the heads.
+
+        get_examples (Callable[[], Iterable[Example]]): returns gold examples.
+        nlp (Optional[Language]): the pipeline.
+        labels (Optional[Dict[str, List[str]]]): labels per task, as written by
+            `spacy init labels`; a plain list is taken as the labels of the
+            only task.
+        """
+        validate_get_examples(get_examples, "TokenClassifier.initialize")
+        found = self._labels_in_data(get_examples())
+        if labels is not None:
+            given = self._normalize_labels(labels)
+            for task in self.tasks:
+                unknown = sorted(found[task] - set(given[task]))
+                if unknown:
+                    raise ValueError(
+                        f"[{self.name}] The training data has {task} labels that are "
+                        f"not in the `labels` given to initialize: {unknown[:10]}. "
+                        f"Add them to the labels file "
+                        f"(`[initialize.components.{self.name}.labels]`), or regenerate "
+                        f"it with `spacy init labels`."
+                    )
+            self.cfg["labels"] = {task: list(given[task]) for task in self.tasks}
+        else:
+            self.cfg["labels"] = {task: sorted(found[task]) for task in self.tasks}
+        for task in self.tasks:
+            if not self.cfg["labels"][task]:
+                what = "entities (doc.ents)" if task == "ents" else "tags (token.tag_)"
+                raise ValueError(
+                    f"[{self.name}] Task '{task}' is set in `tasks`, but no training "
+                    f"example has gold {what}. Remove '{task}' from "
+                    f"`[components.{self.name}] tasks`, or train on annotated data."
+                )
+            for label in self.cfg["labels"][task]:
+                self.vocab.strings.add(label)
+        n_labels = sum(len(self.task_labels(task)) for task in self.tasks)
+        self.model.get_ref("output_layer").set_dim("nO", n_labels)
+        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=doc_sample)
+
+    def _labels_in_data(self, examples: Iterable[Example]) -> Dict[str, set]:
+        found: Dict[str, set] = {task: set() for task in self.tasks}
+        for eg in examples:
+            if "ents" in found:
+                found["ents"].update(ent.label_ for ent in eg.reference.ents)
+            if "tag" in found:
+                found["tag"].update(t.tag_ for t in eg.reference if t.tag_)
+        return found
+
+    def _normalize_labels(self, labels: Any) -> Dict[str, List[str]]:
+        if isinstance(labels, dict):
+            missing = [task for task in self.tasks if task not in labels]
+            if missing:
+                raise ValueError(
+                    f"[{self.name}] The `labels` given to initialize have no entry for "
+                    f"task(s) {missing}. Give a dict of task -> labels, e.g. "
+                    f'{{"ents": ["PER", "LOC"], "tag": ["NN", "VB"]}}, as written by '
+                    f"`spacy init labels`."
+                )
+            return {task: list(labels[task]) for task in self.tasks}
+        if len(self.tasks) != 1:
+            raise ValueError(
+                f"[{self.name}] With tasks {self.tasks}, `labels` must be a dict of "
+                f'task -> labels, e.g. {{"ents": [...], "tag": [...]}}.'
+            )
+        return {self.tasks[0]: list(labels)}
+
+
+def _log_softmax(scores: numpy.ndarray) -> numpy.ndarray:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
