@@ -16,6 +16,12 @@ import numpy
 
 from spacy.tokens import Doc
 
+# A batch is closed when padding would exceed this share of its positions
+# (or MIN_PADDING positions, whichever is more): padding costs as much compute
+# as real pieces, while each extra encoder call costs only a little overhead.
+MAX_PADDING = 0.15
+MIN_PADDING = 64
+
 # (piece ids [n_pieces], token index of each piece [n_pieces]) for one doc.
 DocPieces = Tuple[numpy.ndarray, numpy.ndarray]
 
@@ -154,8 +160,8 @@ def layout_pieces(
     """Cut each doc's pieces into windows and pack the windows into batches.
 
     Windows are sorted by length and packed so that no call holds more than
-    `batch_pieces` padded positions (at least one window a call), which keeps
-    padding low when sentence lengths vary.
+    `batch_pieces` padded positions (at least one window a call) and little
+    padding (see MAX_PADDING), however much the lengths vary.
     """
     n_prefix, n_suffix = len(special.prefix), len(special.suffix)
     # Per window: (doc index, start, end) in that doc's pieces.
@@ -172,19 +178,23 @@ def layout_pieces(
         for s in starts:
             windows.append((d, int(s), int(min(s + window, n))))
     order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
+    lengths_sorted = [windows[w][2] - windows[w][1] + n_prefix + n_suffix for w in order]
     # Flat offset of position 0 of each window in the concatenated output.
     window_offset = numpy.zeros((len(windows),), dtype="int64")
     batches: List[Tuple[numpy.ndarray, numpy.ndarray]] = []
     flat = 0
     i = 0
     while i < len(order):
-        # Longest-last order: the batch's width is its last window's length.
+        # Ascending order: the batch's width is its last window's length.
         j = i + 1
+        real = lengths_sorted[i]
         while j < len(order):
-            d, s, e = windows[order[j]]
-            width = e - s + n_prefix + n_suffix
-            if (j - i + 1) * width > batch_pieces:
+            padded = (j - i + 1) * lengths_sorted[j]
+            if padded > batch_pieces or padded - (real + lengths_sorted[j]) > max(
+                MAX_PADDING * padded, MIN_PADDING
+            ):
                 break
+            real += lengths_sorted[j]
             j += 1
         members = order[i:j]
         d, s, e = windows[members[-1]]

@@ -87,6 +87,11 @@ class HFEncoderShim(PyTorchShim):
 
     def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
         device = get_torch_default_device()
+        # A tokenizer.json may switch on padding or truncation (all-MiniLM-L6-v2
+        # pads to 128): here they would pad every window and silently cut long
+        # documents. Windows and padding are laid out in alignment.py instead.
+        tokenizer.backend_tokenizer.no_padding()
+        tokenizer.backend_tokenizer.no_truncation()
         self._model = model.to(device)
         self.tokenizer = tokenizer
         self.special = SpecialPieces.from_tokenizer(tokenizer)

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import pytest
+
+from .util import BUILDERS
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def encoders(tmp_path_factory) -> dict:
+    """Directories of tiny random encoders, one per tokenizer family."""
+    root = tmp_path_factory.mktemp("encoders")
+    return {family: build(Path(root) / family) for family, build in BUILDERS.items()}
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def encoder(request, encoders) -> Path:
+    """Each tokenizer family in turn."""
+    return encoders[request.param]
+
+
+@pytest.fixture
+def wordpiece(encoders) -> Path:
+    return encoders["wordpiece"]
