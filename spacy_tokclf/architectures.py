@@ -7,6 +7,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 
 from .layers.hf_encoder import (
     POOLINGS,
+    EncoderSettings,
     HFEncoderShim,
     convert_inputs,
     convert_outputs,
@@ -57,11 +58,7 @@ def build_hf_encoder(
         pytorch_forward,
         init=hf_encoder_init,
         attrs={
-            "name": name,
-            "pooling": pooling,
-            "window": window,
-            "stride": stride,
-            "batch_pieces": batch_pieces,
+            "settings": EncoderSettings(name, pooling, window, stride, batch_pieces),
             "convert_inputs": convert_inputs,
             "convert_outputs": convert_outputs,
         },

@@ -420,7 +420,10 @@ class TokenClassifier(TrainablePipe):
                     )
             self.cfg["labels"] = {task: list(given[task]) for task in self.tasks}
         else:
-            self.cfg["labels"] = {task: sorted(found[task]) for task in self.tasks}
+            # Labels added with add_label() before initialize are kept.
+            self.cfg["labels"] = {
+                task: sorted(found[task] | set(self.cfg["labels"][task])) for task in self.tasks
+            }
         for task in self.tasks:
             if not self.cfg["labels"][task]:
                 what = "entities (doc.ents)" if task == "ents" else "tags (token.tag_)"
@@ -432,7 +435,16 @@ class TokenClassifier(TrainablePipe):
             for label in self.cfg["labels"][task]:
                 self.vocab.strings.add(label)
         n_labels = sum(len(self.task_labels(task)) for task in self.tasks)
-        self.model.get_ref("output_layer").set_dim("nO", n_labels)
+        output_layer = self.model.get_ref("output_layer")
+        if output_layer.has_dim("nO") and output_layer.get_dim("nO") != n_labels:
+            raise ValueError(
+                f"[{self.name}] This component was already initialized with "
+                f"{output_layer.get_dim('nO')} output labels; the data or `labels` now "
+                f"give {n_labels} ({self.label_data}). A trained head cannot change "
+                f"size: add a new component (nlp.remove_pipe(\"{self.name}\"), then "
+                f"nlp.add_pipe(\"token_classifier\", ...)) and initialize that one."
+            )
+        output_layer.set_dim("nO", n_labels)
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
 

@@ -54,12 +54,16 @@ def build_wordpiece(path: Path) -> Path:
 
 def build_bpe(path: Path) -> Path:
     """A RoBERTa with a byte-level BPE tokenizer."""
-    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers import ByteLevelBPETokenizer, processors
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
         TEXTS * 5, vocab_size=400, min_frequency=1, special_tokens=SPECIALS, show_progress=False
+    )
+    # <s> ... </s> around every sequence, as the published RoBERTa models do.
+    bpe._tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>"))
     )
     tokenizer = RobertaTokenizerFast(
         tokenizer_object=bpe._tokenizer, model_max_length=512, **_roberta_specials()
@@ -72,12 +76,18 @@ def build_bpe(path: Path) -> Path:
 
 def build_unigram(path: Path) -> Path:
     """An XLM-R with a SentencePiece (Unigram, Metaspace) tokenizer."""
-    from tokenizers import SentencePieceUnigramTokenizer
+    from tokenizers import SentencePieceUnigramTokenizer, processors
     from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
 
     unigram = SentencePieceUnigramTokenizer()
     unigram.train_from_iterator(
         TEXTS * 5, vocab_size=200, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
+    )
+    # <s> ... </s> around every sequence, as the published XLM-R models do.
+    unigram._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[(t, unigram.token_to_id(t)) for t in ("<s>", "</s>")],
     )
     tokenizer = XLMRobertaTokenizerFast(
         tokenizer_object=unigram._tokenizer, model_max_length=512, **_roberta_specials()

@@ -6,6 +6,7 @@ windows (see alignment.py) and converts arrays. `HFEncoderShim` makes the
 layer self-contained on disk: it saves the transformer config, weights and
 tokenizer files, and rebuilds them without the original model name.
 """
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -27,6 +28,20 @@ from thinc.types import Floats2d
 from .alignment import SpecialPieces, layout_pieces, tokenize_docs
 
 POOLINGS = ("first", "mean")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The encoder's config settings. thinc serializes msgpack-able attrs and
+    restores them over the config on load; this object is not msgpack-able on
+    purpose, so settings given at load time (spacy.load(..., config=...)) win.
+    """
+
+    name: str
+    pooling: str
+    window: int
+    stride: int
+    batch_pieces: int
 # Models whose learned position table reserves the first rows for padding.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
@@ -183,20 +198,25 @@ def max_window(transformer_config: Any, tokenizer: Any, n_special: int) -> int:
 def hf_encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
     shim: HFEncoderShim = model.shims[0]
     if not shim.loaded:
-        encoder, tokenizer = load_encoder(model.attrs["name"])
+        encoder, tokenizer = load_encoder(model.attrs["settings"].name)
         shim.set_encoder(encoder, tokenizer)
-    transformer = shim._model.transformer
+    check_window(model)
+    model.set_dim("nO", shim._model.transformer.config.hidden_size)
+
+
+def check_window(model: Model) -> None:
+    """Raise if the window setting is longer than the loaded encoder reads."""
+    shim: HFEncoderShim = model.shims[0]
+    settings: EncoderSettings = model.attrs["settings"]
     n_special = len(shim.special.prefix) + len(shim.special.suffix)
-    limit = max_window(transformer.config, shim.tokenizer, n_special)
-    window, stride = model.attrs["window"], model.attrs["stride"]
-    if window > limit:
+    limit = max_window(shim._model.transformer.config, shim.tokenizer, n_special)
+    if settings.window > limit:
         raise ValueError(
-            f"[token_classifier] `model.tok2vec.window` is {window} word pieces, but "
-            f"'{model.attrs['name']}' reads at most {limit} pieces at a time "
+            f"[token_classifier] `model.tok2vec.window` is {settings.window} word pieces, "
+            f"but the encoder ('{settings.name}') reads at most {limit} pieces at a time "
             f"({n_special} more are special pieces). Set `window = {limit}` or less; "
             f"longer documents are still read whole, in overlapping windows."
         )
-    model.set_dim("nO", transformer.config.hidden_size)
 
 
 def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
@@ -208,13 +228,15 @@ def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsK
             "`nlp.initialize()` (or train with `spacy train`) before using the "
             "component, or load a trained pipeline with `spacy.load()`."
         )
+    settings: EncoderSettings = model.attrs["settings"]
+    check_window(model)
     layout = layout_pieces(
         tokenize_docs(shim.tokenizer, docs, shim.special.unk_id),
         shim.special,
-        window=model.attrs["window"],
-        stride=model.attrs["stride"],
-        batch_pieces=model.attrs["batch_pieces"],
-        pooling=model.attrs["pooling"],
+        window=settings.window,
+        stride=settings.stride,
+        batch_pieces=settings.batch_pieces,
+        pooling=settings.pooling,
     )
     as_tensor = lambda a: torch.from_numpy(a).to(shim.device)
     args = (
@@ -232,6 +254,8 @@ def convert_outputs(
     """Token vectors [n_tokens, H] -> one [len(doc), H] array per doc."""
     docs, output = docs_and_output
     xp = model.ops.xp
+    if not docs:
+        return [], lambda dYs: ArgsKwargs(args=(), kwargs={})
     Y = torch2xp(output)
     Ys = xp.split(Y, xp.cumsum(xp.asarray([len(doc) for doc in docs[:-1]], dtype="int64")))
 
