@@ -62,6 +62,7 @@ def test_reinitialize_with_other_labels_says_what_to_do(wordpiece):
     nlp.initialize(lambda: examples)
     fewer = [Example.from_dict(nlp.make_doc("Paris"), {"entities": [(0, 5, "LOC")]})]
     with pytest.raises(ValueError, match="add a new component"):
-        nlp.get_pipe("token_classifier").initialize(lambda: fewer, nlp=nlp)
-    # The same labels again are fine.
+        nlp.get_pipe("token_classifier").initialize(lambda: fewer, nlp=nlp, labels=["LOC"])
+    # Without `labels`, the labels found are added to the ones it has: no change.
+    nlp.get_pipe("token_classifier").initialize(lambda: fewer, nlp=nlp)
     nlp.get_pipe("token_classifier").initialize(lambda: examples, nlp=nlp)
