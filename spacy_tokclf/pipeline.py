@@ -418,32 +418,37 @@ class TokenClassifier(TrainablePipe):
                         f"(`[initialize.components.{self.name}.labels]`), or regenerate "
                         f"it with `spacy init labels`."
                     )
-            self.cfg["labels"] = {task: list(given[task]) for task in self.tasks}
+            new_labels = {task: list(given[task]) for task in self.tasks}
         else:
             # Labels added with add_label() before initialize are kept.
-            self.cfg["labels"] = {
+            new_labels = {
                 task: sorted(found[task] | set(self.cfg["labels"][task])) for task in self.tasks
             }
         for task in self.tasks:
-            if not self.cfg["labels"][task]:
+            if not new_labels[task]:
                 what = "entities (doc.ents)" if task == "ents" else "tags (token.tag_)"
                 raise ValueError(
                     f"[{self.name}] Task '{task}' is set in `tasks`, but no training "
                     f"example has gold {what}. Remove '{task}' from "
                     f"`[components.{self.name}] tasks`, or train on annotated data."
                 )
-            for label in self.cfg["labels"][task]:
-                self.vocab.strings.add(label)
-        n_labels = sum(len(self.task_labels(task)) for task in self.tasks)
+        n_labels = sum(
+            len(scheme_labels(new_labels[t], self.cfg["scheme"]) if t == "ents" else new_labels[t])
+            for t in self.tasks
+        )
         output_layer = self.model.get_ref("output_layer")
         if output_layer.has_dim("nO") and output_layer.get_dim("nO") != n_labels:
             raise ValueError(
                 f"[{self.name}] This component was already initialized with "
                 f"{output_layer.get_dim('nO')} output labels; the data or `labels` now "
-                f"give {n_labels} ({self.label_data}). A trained head cannot change "
+                f"give {n_labels} ({new_labels}). A trained head cannot change "
                 f"size: add a new component (nlp.remove_pipe(\"{self.name}\"), then "
                 f"nlp.add_pipe(\"token_classifier\", ...)) and initialize that one."
             )
+        self.cfg["labels"] = new_labels
+        for task in self.tasks:
+            for label in new_labels[task]:
+                self.vocab.strings.add(label)
         output_layer.set_dim("nO", n_labels)
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
