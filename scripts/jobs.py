@@ -58,7 +58,8 @@ def train(args) -> None:
     total = steps_per_epoch * args.epochs
     if args.max_steps:
         total = min(total, args.max_steps)
-    eval_frequency = min(steps_per_epoch, total)
+    # Evaluate at each epoch's end, and always after the last step.
+    eval_frequency = steps_per_epoch if total % steps_per_epoch == 0 else total
     encoder = resolve_encoder(args.encoder)
     print(
         f"Training {config_path.name}: {n_docs} docs, {steps_per_epoch} steps/epoch, "
@@ -73,7 +74,8 @@ def train(args) -> None:
             "paths.train": str(train_path),
             "paths.dev": str(dev_path),
             "paths.encoder": encoder,
-            # Stop on steps, evaluating at each epoch's end and after the last step.
+            # Stop on steps rather than epochs: spaCy's epoch limit ends training
+            # without evaluating the last steps.
             "training.max_epochs": 0,
             "training.max_steps": total,
             "training.eval_frequency": eval_frequency,
@@ -94,6 +96,7 @@ def evaluate(args) -> None:
         dev_path,
         output=out,
         use_gpu=args.gpu_id,
+        silent=False,
     )
 
 
