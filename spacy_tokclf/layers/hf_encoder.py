@@ -9,7 +9,7 @@ tokenizer files, and rebuilds them without the original model name.
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import srsly
 import torch
