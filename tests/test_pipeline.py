@@ -198,6 +198,25 @@ def test_schemes_learn(encoders, scheme):
     assert nlp.evaluate(examples)["ents_f"] == 1.0
 
 
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_hyphenated_labels_learn(wordpiece, scheme):
+    """Entity types with hyphens (as in OntoNotes' WORK_OF_ART written with
+    hyphens) survive the B-/I- prefixes end to end."""
+    nlp = make_nlp(wordpiece, scheme=scheme)
+    data = [
+        ("I read Brave New World today.", [(7, 22, "WORK-OF-ART")]),
+        ("She met John-Paul Smith there.", [(8, 23, "PER-NAME")]),
+    ]
+    examples = [
+        Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in data
+    ]
+    train(nlp, examples, N_ITER)
+    assert nlp.get_pipe(NAME).labels == ("PER-NAME", "WORK-OF-ART")
+    for text, ents in data:
+        doc = nlp(text)
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == ents
+
+
 # Confidence -------------------------------------------------------------------
 
 
