@@ -7,6 +7,7 @@ probable valid sequence is found by Viterbi search over the allowed
 transitions. So an invalid argmax (an `I-` after `O`, a `B-PER I-LOC`) never
 drops or corrupts an entity: it is repaired to the nearest valid reading.
 """
+from functools import lru_cache
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy
@@ -47,8 +48,17 @@ def transition_masks(
 ) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
     """Which labels may start a sequence, follow each other, and end it.
 
-    RETURNS: start [L] bool, transitions [L_prev, L_next] bool, end [L] bool.
+    RETURNS: start [L] bool, transitions [L_prev, L_next] bool, end [L] bool
+        (read-only arrays, shared between calls).
     """
+    return _transition_masks(tuple(labels), scheme)
+
+
+@lru_cache(maxsize=64)
+def _transition_masks(
+    labels: Tuple[str, ...], scheme: str
+) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    # Cached: a component's label set is fixed once it is initialized.
     parts = [split_label(label) for label in labels]
     n = len(labels)
     start = numpy.zeros((n,), dtype=bool)
@@ -68,6 +78,8 @@ def transition_masks(
                 trans[i, j] = p in ("I", "L") and continues
             else:
                 trans[i, j] = p not in ("I", "L")
+    for mask in (start, trans, end):
+        mask.flags.writeable = False  # shared by every caller of the cache
     return start, trans, end
 
 

@@ -236,7 +236,7 @@ class TokenClassifier(TrainablePipe):
         for task, cols in self._output_slices().items():
             log_probs = _log_softmax(scores[:, cols])
             if task == "ents":
-                masks = transition_masks(self.task_labels(task), self.cfg["scheme"])
+                masks = transition_masks(tuple(self.task_labels(task)), self.cfg["scheme"])
                 ids = constrained_decode(log_probs, *masks)
             else:
                 ids = log_probs.argmax(axis=1)

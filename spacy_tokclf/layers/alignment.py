@@ -81,12 +81,14 @@ def tokenize_docs(tokenizer: Any, docs: Sequence[Doc], unk_id: int) -> List[DocP
             continue
         enc = next(encodings)
         ids = numpy.asarray(enc.ids, dtype="int64")
-        # word_ids is None only for special tokens, which are not added here.
-        owners = numpy.asarray(
-            [-1 if w is None else w for w in enc.word_ids], dtype="int64"
-        )
-        keep = owners >= 0
-        ids, owners = ids[keep], owners[keep]
+        word_ids = enc.word_ids
+        try:
+            owners = numpy.fromiter(word_ids, dtype="int64", count=len(word_ids))
+        except TypeError:
+            # None marks special pieces; they are not asked for, but drop any.
+            owners = numpy.asarray([-1 if w is None else w for w in word_ids], dtype="int64")
+            keep = owners >= 0
+            ids, owners = ids[keep], owners[keep]
         counts = numpy.bincount(owners, minlength=n_tokens)
         empty_tokens = numpy.flatnonzero(counts == 0)
         if len(empty_tokens):
