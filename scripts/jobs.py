@@ -25,6 +25,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 CORPORA = {
     "ner": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
     "tagger": ("corpus/ewt_train.spacy", "corpus/ewt_dev.spacy"),
+    "joint": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
     "listener": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
 }
 
