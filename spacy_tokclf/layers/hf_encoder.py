@@ -42,6 +42,8 @@ class EncoderSettings:
     window: int
     stride: int
     batch_pieces: int
+
+
 # Models whose learned position table reserves the first rows for padding.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
