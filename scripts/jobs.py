@@ -92,13 +92,11 @@ def evaluate(args) -> None:
     _, dev_path = corpora(args.config)
     out = PROJECT / "metrics" / f"{args.config}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    spacy_evaluate(
-        PROJECT / "training" / args.config / "model-best",
-        dev_path,
-        output=out,
-        use_gpu=args.gpu_id,
-        silent=False,
-    )
+    model = PROJECT / "training" / args.config / "model-best"
+    spacy_evaluate(model, dev_path, output=out, use_gpu=args.gpu_id, silent=False)
+    from evaluate_report import write_report
+
+    write_report(model, dev_path, out.parent, args.config)
 
 
 def check_package(args) -> None:
