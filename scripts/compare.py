@@ -250,6 +250,9 @@ def run_hf_trainer(dataset, encoder, train_docs, dev_docs, epochs, max_steps, wo
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    # Kept for later use (speed benchmarks, import into token_classifier).
+    trainer.save_model(str(workdir / "model"))
+    tokenizer.save_pretrained(str(workdir / "model"))
 
     model.eval()
     predicted: List[List[str]] = []
