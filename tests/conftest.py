@@ -1,8 +1,16 @@
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from .util import BUILDERS
+
+# CI runs the same generated examples every time, so a failure there can be
+# reproduced; local runs explore new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_addoption(parser):
