@@ -352,8 +352,6 @@ def report(args) -> None:
     ]
     for system in SYSTEMS:
         c, e = results.get(("conll", system)), results.get(("ewt", system))
-        if not c and not e:
-            continue
         row = [system]
         if c:
             types = c["ents_per_type"]
