@@ -1,6 +1,8 @@
 """spacy_tokclf: transformer token classification for spaCy."""
 from .architectures import build_hf_encoder, build_token_classifier
+from .huggingface import from_huggingface, to_huggingface
 from .pipeline import DEFAULT_CONFIG_STR, TokenClassifier, make_token_classifier
+from .quantization import quantize_encoder
 from .scoring import make_tokclf_scorer, score_token_classifier
 
 __version__ = "0.1.0"
@@ -10,7 +12,10 @@ __all__ = [
     "TokenClassifier",
     "build_hf_encoder",
     "build_token_classifier",
+    "from_huggingface",
     "make_token_classifier",
     "make_tokclf_scorer",
+    "quantize_encoder",
     "score_token_classifier",
+    "to_huggingface",
 ]

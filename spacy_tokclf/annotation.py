@@ -1,18 +1,21 @@
 """Label ids -> Doc.ents / token.tag_.
 
-Entities are predicted as per-token BIO or BILUO labels. Decoding is
+Entities are predicted as per-token BIO, BILUO or IO labels. Decoding is
 constrained to valid label sequences: when the per-token argmax is valid it is
 kept as is (it is then also the best valid sequence); otherwise the most
 probable valid sequence is found by Viterbi search over the allowed
 transitions. So an invalid argmax (an `I-` after `O`, a `B-PER I-LOC`) never
 drops or corrupts an entity: it is repaired to the nearest valid reading.
+In IO every sequence is valid: an entity is a maximal run of one type's `I-`
+labels, so two adjacent entities of the same type cannot be told apart.
 """
 from functools import lru_cache
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 
-SCHEMES = ("BIO", "BILUO")
+SCHEMES = ("BIO", "BILUO", "IO")
+SCHEME_PREFIXES = {"BIO": "BI", "BILUO": "BILU", "IO": "I"}
 OUTSIDE = "O"
 
 # (start token, end token exclusive, entity type, score)
@@ -29,7 +32,7 @@ def split_label(label: str) -> Tuple[str, str]:
 
 def scheme_labels(entity_types: Iterable[str], scheme: str) -> List[str]:
     """The per-token labels of a scheme: "O" first, then each type's prefixes."""
-    prefixes = "BI" if scheme == "BIO" else "BILU"
+    prefixes = SCHEME_PREFIXES[scheme]
     return [OUTSIDE] + [f"{p}-{t}" for t in entity_types for p in prefixes]
 
 
@@ -40,6 +43,8 @@ def biluo_to_scheme(tag: Optional[str], scheme: str) -> Optional[str]:
     if scheme == "BILUO" or tag == OUTSIDE:
         return tag
     prefix, ent_type = split_label(tag)
+    if scheme == "IO":
+        return "I-" + ent_type
     return ("B-" if prefix in ("B", "U") else "I-") + ent_type
 
 
@@ -78,6 +83,9 @@ def _transition_masks(
                 trans[i, j] = p in ("I", "L") and continues
             else:
                 trans[i, j] = p not in ("I", "L")
+    if scheme == "IO":
+        # Any label may start, follow any other and end: runs are entities.
+        start[:], trans[:], end[:] = True, True, True
     for mask in (start, trans, end):
         mask.flags.writeable = False  # shared by every caller of the cache
     return start, trans, end
@@ -118,8 +126,9 @@ def constrained_decode(log_probs: numpy.ndarray, start, trans, end) -> numpy.nda
 def label_spans(
     ids: Sequence[int], probs: Sequence[float], labels: Sequence[str]
 ) -> List[EntitySpan]:
-    """Entity spans of a valid BIO/BILUO label sequence, each scored by the
-    mean probability of its tokens' labels (in [0, 1])."""
+    """Entity spans of a valid BIO/BILUO/IO label sequence, each scored by the
+    mean probability of its tokens' labels (in [0, 1]). A run of `I-` labels
+    of one type is one entity (as IO reads it)."""
     spans: List[EntitySpan] = []
     begin: Optional[int] = None
     ent_type = ""

@@ -1,9 +1,12 @@
 """The `token_classifier` component: per-token labels -> Doc.ents and token.tag_."""
 import warnings
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
+import srsly
+from spacy import util
 from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -19,6 +22,7 @@ from .annotation import (
     constrained_decode,
     label_spans,
     scheme_labels,
+    split_label,
     transition_masks,
 )
 from .scoring import score_token_classifier
@@ -87,7 +91,7 @@ def make_token_classifier(
 
     model (Model[List[Doc], List[Floats2d]]): the encoder and heads.
     tasks (List[str]): "ents" (written to Doc.ents) and/or "tag" (token.tag_).
-    scheme (str): per-token entity scheme, "BIO" or "BILUO".
+    scheme (str): per-token entity scheme, "BIO", "BILUO" or "IO".
     overwrite (bool): replace existing entities and tags.
     spans_key (Optional[str]): key in doc.spans for scored entities; None: the
         component's name.
@@ -126,7 +130,7 @@ class TokenClassifier(TrainablePipe):
         model (Model[List[Doc], List[Floats2d]]): the encoder and heads.
         name (str): the component instance name.
         tasks (Sequence[str]): "ents" and/or "tag".
-        scheme (str): "BIO" or "BILUO".
+        scheme (str): "BIO", "BILUO" or "IO".
         overwrite (bool): replace existing entities and tags.
         spans_key (Optional[str]): doc.spans key for scored entities.
         scorer (Optional[Callable]): the scoring method.
@@ -141,7 +145,9 @@ class TokenClassifier(TrainablePipe):
             )
         if scheme not in SCHEMES:
             raise ValueError(
-                f"[{name}] Invalid setting `scheme = {scheme!r}`. Use \"BIO\" or \"BILUO\"."
+                f"[{name}] Invalid setting `scheme = {scheme!r}`. Use one of "
+                f"{', '.join(repr(s) for s in SCHEMES)}, e.g. in a config file:\n"
+                f'    [components.{name}]\n    scheme = "BIO"'
             )
         self.vocab = vocab
         self.model = model
@@ -373,7 +379,8 @@ class TokenClassifier(TrainablePipe):
                 continue
             label_id = index.get(label)
             if label_id is None:
-                self._warn_unseen(task, label)
+                # Name the entity type, not each of its B-/I-/L-/U- labels.
+                self._warn_unseen(task, split_label(label)[1] if task == "ents" else label)
                 continue
             ids[i] = label_id
         return ids
@@ -404,8 +411,14 @@ class TokenClassifier(TrainablePipe):
             `spacy init labels`; a plain list is taken as the labels of the
             only task.
         """
+        if callable(get_examples) and _is_empty_list(get_examples()):
+            raise self._empty_corpus_error()  # before spaCy's E930, which does not say so
         validate_get_examples(get_examples, "TokenClassifier.initialize")
-        found = self._labels_in_data(get_examples())
+        found, n_examples = self._labels_in_data(get_examples())
+        if n_examples == 0:
+            # Otherwise, with `labels` given, the head would be sized from no
+            # sample at all and the first prediction would crash in blis.
+            raise self._empty_corpus_error()
         if labels is not None:
             given = self._normalize_labels(labels)
             for task in self.tasks:
@@ -453,14 +466,111 @@ class TokenClassifier(TrainablePipe):
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
 
-    def _labels_in_data(self, examples: Iterable[Example]) -> Dict[str, set]:
+    def _labels_in_data(self, examples: Iterable[Example]) -> Tuple[Dict[str, set], int]:
+        """The labels of each task found in the examples, and the number of examples."""
         found: Dict[str, set] = {task: set() for task in self.tasks}
+        n_examples = 0
         for eg in examples:
+            n_examples += 1
             if "ents" in found:
                 found["ents"].update(ent.label_ for ent in eg.reference.ents)
             if "tag" in found:
                 found["tag"].update(t.tag_ for t in eg.reference if t.tag_)
-        return found
+        return found, n_examples
+
+    def _empty_corpus_error(self) -> ValueError:
+        return ValueError(
+            f"[{self.name}] initialize got no training examples: the corpus is empty. "
+            f"Point `[paths.train]` (read by `[corpora.train]`) at a .spacy file or "
+            f"directory that holds annotated docs, e.g. `python -m spacy train "
+            f"config.cfg --paths.train ./train.spacy`; `python -m spacy debug data "
+            f"config.cfg` shows what the corpus holds. From Python, pass a function "
+            f"that returns the examples: nlp.initialize(lambda: examples)."
+        )
+
+    # Serialization ----------------------------------------------------------
+
+    def from_disk(
+        self, path: Union[str, Path], *, exclude: Iterable[str] = util.SimpleFrozenList()
+    ) -> "TokenClassifier":
+        """Load the component from a directory written by `to_disk`. A missing,
+        truncated or corrupted file raises an error that names the file.
+
+        path (Union[str, Path]): the component's directory.
+        exclude (Iterable[str]): names of serialization fields to skip.
+        RETURNS (TokenClassifier): the loaded component.
+        """
+        self._validate_serialization_attrs()
+        path = util.ensure_path(path)
+        name = self.name
+
+        def read_cfg(p: Path) -> None:
+            cfg = srsly.read_json(p)
+            if not isinstance(cfg, dict) or not {"tasks", "scheme", "labels"} <= set(cfg):
+                raise ValueError('it is not a JSON object with "tasks", "scheme" and "labels"')
+            self.cfg.update(cfg)
+
+        deserialize = {
+            # spaCy's default reader skips a missing cfg: labels would then be
+            # empty and the first prediction would crash in numpy.
+            "cfg": lambda p: _read_saved(name, p, read_cfg),
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": lambda p: _read_saved(
+                name, p, lambda f: self.model.from_bytes(f.read_bytes())
+            ),
+        }
+        util.from_disk(path, deserialize, exclude)
+        self._check_cfg(f"The file {path / 'cfg'}")
+        return self
+
+    def from_bytes(
+        self, bytes_data: bytes, *, exclude: Iterable[str] = util.SimpleFrozenList()
+    ) -> "TokenClassifier":
+        """Load the component from the output of `to_bytes`.
+
+        bytes_data (bytes): the data.
+        exclude (Iterable[str]): names of serialization fields to skip.
+        RETURNS (TokenClassifier): the loaded component.
+        """
+        super().from_bytes(bytes_data, exclude=exclude)
+        self._check_cfg("The component's cfg")
+        return self
+
+    def _check_cfg(self, source: str) -> None:
+        """Raise if the loaded cfg is not valid or does not describe the loaded
+        model, as after a hand edit or a cfg copied from another pipeline:
+        predictions would otherwise read the wrong columns of the head."""
+        cfg = self.cfg
+        try:
+            tasks = list(cfg["tasks"])
+            valid = (
+                bool(tasks)
+                and all(task in TASKS for task in tasks)
+                and len(set(tasks)) == len(tasks)
+                and cfg["scheme"] in SCHEMES
+                and all(isinstance(label, str) for task in tasks for label in cfg["labels"][task])
+            )
+        except (KeyError, TypeError):
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"[{self.name}] {source} does not hold valid settings: it needs "
+                f'"tasks" (distinct names from {list(TASKS)}), "scheme" (one of '
+                f'{list(SCHEMES)}) and "labels" (task -> list of labels), but holds '
+                f"{str(cfg)[:300]}. Copy the pipeline directory again from where it "
+                f"was saved, or save the pipeline again with nlp.to_disk()."
+            )
+        n_labels = sum(len(self.task_labels(task)) for task in tasks)
+        output_layer = self.model.get_ref("output_layer")
+        if output_layer.has_dim("nO") and output_layer.get_dim("nO") != n_labels:
+            raise ValueError(
+                f"[{self.name}] {source} does not match the saved model: its labels "
+                f"{self.label_data} make {n_labels} outputs (scheme "
+                f"\"{cfg['scheme']}\"), but the model has {output_layer.get_dim('nO')}. "
+                f"The cfg was edited or comes from another pipeline: copy the pipeline "
+                f"directory again from where it was saved, or save it again with "
+                f"nlp.to_disk()."
+            )
 
     def _normalize_labels(self, labels: Any) -> Dict[str, List[str]]:
         if isinstance(labels, dict):
@@ -479,6 +589,32 @@ class TokenClassifier(TrainablePipe):
                 f'task -> labels, e.g. {{"ents": [...], "tag": [...]}}.'
             )
         return {self.tasks[0]: list(labels)}
+
+
+def _read_saved(name: str, path: Path, read: Callable[[Path], Any]) -> Any:
+    """Read a file written by `to_disk`; a missing or unreadable file raises an
+    error that names it, whatever failed underneath (msgpack, json, torch)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"[{name}] Cannot load the component: the file {path} is missing. A "
+            f"pipeline saved with nlp.to_disk() has it: copy the whole pipeline "
+            f"directory again, or save the pipeline again."
+        )
+    try:
+        return read(path)
+    except Exception as err:
+        raise ValueError(
+            f"[{name}] Cannot load the component from the file {path}: "
+            f"{type(err).__name__}: {err}\nThe file is truncated or corrupted, or was "
+            f"not written for this component's config. Copy the pipeline directory "
+            f"again from where it was saved, or save the pipeline again with "
+            f"nlp.to_disk()."
+        ) from err
+
+
+def _is_empty_list(examples: Any) -> bool:
+    """True for an empty list or tuple (a generator is counted while read)."""
+    return isinstance(examples, (list, tuple)) and not examples
 
 
 def _log_softmax(scores: numpy.ndarray) -> numpy.ndarray:

@@ -308,3 +308,44 @@ def test_i_run_after_o_keeps_its_entity(scheme):
     probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids])
     spans = label_spans(ids, probs, labels)
     assert [s[:3] for s in spans] == [(1, 3, "PER")]
+
+
+# IO ----------------------------------------------------------------------------------
+
+
+def test_io_scheme_labels_and_gold():
+    assert scheme_labels(["PER", "WORK-OF-ART"], "IO") == ["O", "I-PER", "I-WORK-OF-ART"]
+    # Every spaCy BILUO tag of an entity becomes I-; missing stays missing.
+    for tag in ("B-PER", "I-PER", "L-PER", "U-PER"):
+        assert biluo_to_scheme(tag, "IO") == "I-PER"
+    assert biluo_to_scheme("U-WORK-OF-ART", "IO") == "I-WORK-OF-ART"
+    assert biluo_to_scheme("O", "IO") == "O"
+    assert biluo_to_scheme("-", "IO") is None and biluo_to_scheme(None, "IO") is None
+
+
+def test_io_every_sequence_is_valid_and_argmax_is_kept():
+    labels = scheme_labels(["X", "Y"], "IO")
+    masks = transition_masks(labels, "IO")
+    assert all(mask.all() for mask in masks)
+    rng = numpy.random.default_rng(2)
+    for n in range(0, 6):
+        scores = rng.normal(scale=3.0, size=(n, len(labels)))
+        log_probs = scores - numpy.log(numpy.exp(scores).sum(axis=1, keepdims=True))
+        assert constrained_decode(log_probs, *masks).tolist() == log_probs.argmax(axis=1).tolist()
+
+
+@pytest.mark.parametrize(
+    "names,expected",
+    [
+        (["I-X", "I-X", "O", "I-Y"], [(0, 2, "X"), (3, 4, "Y")]),
+        # A change of type ends one entity and starts the next.
+        (["I-X", "I-WORK-OF-ART", "I-WORK-OF-ART", "I-X"],
+         [(0, 1, "X"), (1, 3, "WORK-OF-ART"), (3, 4, "X")]),
+        (["O", "I-X", "I-X", "I-X"], [(1, 4, "X")]),
+        (["O", "O"], []),
+    ],
+)
+def test_io_label_spans_are_runs_of_one_type(names, expected):
+    labels = scheme_labels(["X", "WORK-OF-ART", "Y"], "IO")
+    spans = label_spans(ids_of(labels, names), [0.5] * len(names), labels)
+    assert [s[:3] for s in spans] == expected

@@ -6,6 +6,7 @@ Trained pipelines are cached per (family, tasks, scheme) for the module and
 only read by the tests that share them; tests that update a model build
 their own.
 """
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -186,12 +187,13 @@ def test_overfit_labels(overfit):
     assert pipe.label_data == {task: expected[task] for task in pipe.tasks}
 
 
-@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO", "IO"])
 def test_schemes_learn(encoders, scheme):
     nlp, examples, _ = trained(encoders, "wordpiece", ["ents"], scheme)
     pipe = nlp.get_pipe(NAME)
     labels = pipe.task_labels("ents")
     assert ("U-PER" in labels and "L-PER" in labels) == (scheme == "BILUO")
+    assert (labels == ["O"] + [f"I-{t}" for t in ENT_TYPES]) == (scheme == "IO")
     for text, annots in TRAIN_DATA:
         doc = nlp(text)
         assert [(e.text, e.label_) for e in doc.ents] == gold_ents(text, annots)
@@ -298,8 +300,9 @@ def test_batch_pieces_does_not_change_results(both, monkeypatch):
     texts = all_texts() * 2
     attrs = nlp.get_pipe(NAME).model.get_ref("tok2vec").attrs
     results = {}
+    default = attrs["settings"]
     for batch_pieces in (16, 4096):
-        monkeypatch.setitem(attrs, "batch_pieces", batch_pieces)
+        monkeypatch.setitem(attrs, "settings", dataclasses.replace(default, batch_pieces=batch_pieces))
         results[batch_pieces] = [predictions(doc) for doc in nlp.pipe(texts, batch_size=64)]
     for a, b in zip(results[16], results[4096]):
         assert_same_predictions(a, b)
@@ -351,8 +354,8 @@ def test_long_doc_small_window(wp_both, monkeypatch):
     accuracy on the repeated text is well above chance but not perfect."""
     nlp, _ = wp_both
     attrs = nlp.get_pipe(NAME).model.get_ref("tok2vec").attrs
-    monkeypatch.setitem(attrs, "window", 32)
-    monkeypatch.setitem(attrs, "stride", 24)
+    settings = dataclasses.replace(attrs["settings"], window=32, stride=24)
+    monkeypatch.setitem(attrs, "settings", settings)
     unit = " ".join(text for text, _ in TRAIN_DATA)
     n_unit = len(nlp.make_doc(unit))
     n_repeats = 5000 // n_unit + 1

@@ -34,12 +34,13 @@ REGISTRIES = {
     "spacy_factories": "factories",
     "spacy_architectures": "architectures",
     "spacy_scorers": "scorers",
+    "spacy_cli": "cli",
 }
 
 
 def test_setup_cfg_declares_entry_points():
     groups = {group for group, _, _ in ENTRY_POINTS}
-    assert {"spacy_factories", "spacy_architectures", "spacy_scorers"} <= groups
+    assert {"spacy_factories", "spacy_architectures", "spacy_scorers", "spacy_cli"} <= groups
     for _, name, _ in ENTRY_POINTS:
         # Distribution name and version, never the core "spacy." prefix.
         assert not name.startswith("spacy.")
@@ -119,3 +120,38 @@ def test_add_pipe_through_entry_points_loads_nothing(tmp_path):
     assert out["name"] == "x"
     assert out["labels"] == []
     assert not (tmp_path / "x").exists()
+
+
+CLI_COMMANDS = {"tokclf-import": "import_cli", "tokclf-export": "export_cli"}
+
+
+def test_cli_commands_resolve():
+    """spaCy's CLI loads the `spacy_cli` entry points (as `python -m spacy`
+    does in setup_cli), which adds the commands to its typer app."""
+    from spacy.cli import app
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    registry.cli.get_all()
+    command = get_command(app)
+    for name, function in CLI_COMMANDS.items():
+        assert name in command.commands
+        assert command.commands[name].callback.__name__ == function
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "OUTPUT_DIR" in result.output and "--task" in result.output
+
+
+def test_cli_commands_listed_by_python_m_spacy(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in CLI_COMMANDS:
+        assert name in result.stdout

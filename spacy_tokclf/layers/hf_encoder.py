@@ -6,10 +6,11 @@ windows (see alignment.py) and converts arrays. `HFEncoderShim` makes the
 layer self-contained on disk: it saves the transformer config, weights and
 tokenizer files, and rebuilds them without the original model name.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import srsly
 import torch
@@ -26,6 +27,7 @@ from thinc.api import (
 from thinc.types import Floats2d
 
 from .alignment import SpecialPieces, layout_pieces, tokenize_docs
+from .int8 import INT8_DYNAMIC, quantization_of, quantize_linear_layers
 
 POOLINGS = ("first", "mean")
 
@@ -128,28 +130,55 @@ class HFEncoderShim(PyTorchShim):
             "config": self._model.transformer.config.to_dict(),
             "tokenizer": tokenizer_files,
             "state": state.getvalue(),
+            # None, or INT8_DYNAMIC: the state holds int8 weights (quantize_encoder).
+            "quantization": quantization_of(self._model.transformer),
         }
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "HFEncoderShim":
+        from tokenizers import Tokenizer
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         msg = srsly.msgpack_loads(bytes_data)
         if not msg.get("config"):
             return self
+        # Each part is checked on its own, so that damage is reported by name and
+        # not as whatever transformers trips over (a garbled tokenizer.json made
+        # it ask for protobuf). The file that holds them is named by the caller.
         with make_tempdir() as tmp:
-            srsly.write_json(tmp / "config.json", msg["config"])
-            for name, data in msg["tokenizer"].items():
-                path = Path(tmp) / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            config = AutoConfig.from_pretrained(str(tmp))
-            tokenizer = AutoTokenizer.from_pretrained(str(tmp), use_fast=True)
+            with _reading("transformer config (config.json)"):
+                srsly.write_json(tmp / "config.json", msg["config"])
+                config = AutoConfig.from_pretrained(str(tmp))
+            with _reading("tokenizer files"):
+                files = msg["tokenizer"]
+                if "tokenizer.json" not in files:
+                    raise ValueError("tokenizer.json is missing")
+                Tokenizer.from_str(files["tokenizer.json"].decode("utf8"))
+                for name, data in files.items():
+                    path = Path(tmp) / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+                tokenizer = AutoTokenizer.from_pretrained(str(tmp), use_fast=True)
         transformer = AutoModel.from_config(config)
-        state = torch.load(BytesIO(msg["state"]), map_location="cpu", weights_only=True)
-        transformer.load_state_dict(state)
+        if msg.get("quantization") == INT8_DYNAMIC:
+            quantize_linear_layers(transformer)
+        with _reading("weights"):
+            state = torch.load(BytesIO(msg["state"]), map_location="cpu", weights_only=True)
+            transformer.load_state_dict(state)
         self.set_encoder(PieceEncoder(transformer), tokenizer)
         return self
+
+
+@contextmanager
+def _reading(part: str) -> Iterator[None]:
+    """Name the part of a saved encoder that cannot be read."""
+    try:
+        yield
+    except Exception as err:
+        raise ValueError(
+            f"[token_classifier] The saved encoder's {part} cannot be read: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def load_encoder(name: str) -> Tuple[PieceEncoder, Any]:

@@ -1,0 +1,72 @@
+"""`python -m spacy tokclf-import` and `python -m spacy tokclf-export`.
+
+Registered through the `spacy_cli` entry point group (setup.cfg): spaCy's CLI
+loads every `spacy_cli` entry point before it parses the command line, and
+importing this module adds the commands to spaCy's typer app.
+"""
+from pathlib import Path
+from typing import Optional
+
+from spacy.cli._util import Arg, Opt, app
+from wasabi import msg
+
+
+@app.command("tokclf-import")
+def import_cli(
+    # fmt: off
+    model_dir: Path = Arg(..., help="Directory of a fine-tuned Hugging Face token-classification model (config.json, weights, tokenizer)", exists=True, file_okay=False),
+    output_dir: Path = Arg(..., help="Directory to write the spaCy pipeline to"),
+    task: Optional[str] = Opt(None, "--task", "-t", help="'ents' (Doc.ents) or 'tag' (token.tag_); default: decided from the labels"),
+    lang: str = Opt("en", "--lang", "-l", help="Language of the new blank pipeline"),
+    name: str = Opt("token_classifier", "--name", "-n", help="Name of the component"),
+    # fmt: on
+):
+    """Turn a Hugging Face token-classification model into a spaCy pipeline
+    with a token_classifier that predicts as the model does. Train it further
+    by sourcing it in a training config: [components.NAME] source = OUTPUT_DIR.
+    """
+    from .huggingface import from_huggingface
+
+    try:
+        nlp = from_huggingface(model_dir, lang=lang, name=name, task=task)
+    except (OSError, ValueError) as err:
+        msg.fail(f"Could not import '{model_dir}'", str(err), exits=1)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(output_dir)
+    pipe = nlp.get_pipe(name)
+    (task,) = pipe.tasks
+    scheme = f", scheme {pipe.cfg['scheme']}" if task == "ents" else ""
+    msg.good(
+        f"Saved a pipeline with component '{name}' (task {task}{scheme}, "
+        f"{len(pipe.labels)} labels) to {output_dir}",
+        f"Load it with spacy.load('{output_dir}').",
+    )
+
+
+@app.command("tokclf-export")
+def export_cli(
+    # fmt: off
+    pipeline_dir: Path = Arg(..., help="Directory of a trained spaCy pipeline with a token_classifier", exists=True, file_okay=False),
+    output_dir: Path = Arg(..., help="Directory to write the Hugging Face model to"),
+    component: Optional[str] = Opt(None, "--component", "-c", help="Name of the token_classifier; default: the only one"),
+    task: Optional[str] = Opt(None, "--task", "-t", help="Task to export, 'ents' or 'tag'; default: 'ents' if the component has it"),
+    # fmt: on
+):
+    """Write a trained token_classifier as a Hugging Face token-classification
+    model that transformers.pipeline("token-classification", model=OUTPUT_DIR)
+    loads.
+    """
+    import spacy
+
+    from .huggingface import to_huggingface
+
+    nlp = spacy.load(pipeline_dir)
+    try:
+        to_huggingface(nlp, output_dir, component=component, task=task)
+    except (OSError, ValueError) as err:
+        msg.fail(f"Could not export '{pipeline_dir}'", str(err), exits=1)
+    msg.good(
+        f"Saved a Hugging Face token-classification model to {output_dir}",
+        f"Load it with transformers.pipeline('token-classification', "
+        f"model='{output_dir}', aggregation_strategy='first').",
+    )
