@@ -5,10 +5,13 @@
     python scripts/compare.py report
 
 Every system gets the same training data, the same encoder, the same number of
-epochs, batches of 32 sentences (with --unit doc: whole documents, batched by
-words, 32 sentences' worth of words per batch) and a learning rate of 5e-5 with
-10 % linear warm-up and linear decay, and is scored by the same function on the
-gold tokens of the dev set, using its weights after the last step:
+epochs and the same batches: 32 sentences (with --unit doc: whole documents,
+batched by words, 32 sentences' worth of words per batch), with 10 % linear
+warm-up and linear decay. The peers use their recipes' learning rate, 5e-5
+(run_ner's default; spaCy's quickstart transformer config); token_classifier
+uses its config's (configs/ner.cfg: 1e-4; configs/tagger.cfg: 5e-5). Every
+system is scored by the same function on the gold tokens of the dev set, using
+its weights after the last step:
 
 - tokclf: this package's `token_classifier` (configs/ner.cfg, configs/tagger.cfg);
 - hf_trainer: transformers' AutoModelForTokenClassification with the Trainer, as
@@ -60,9 +63,9 @@ Span = Tuple[int, int, str]
 # Data ------------------------------------------------------------------------
 
 
-def read_docs(path: Path, unit: str, limit: int = 0) -> List[Doc]:
-    """Docs of a .spacy file as whole documents or one per sentence; limit
-    counts sentences (a document is kept whole)."""
+def read_docs(path: Path, unit: str = "doc", limit: int = 0) -> List[Doc]:
+    """Docs of a .spacy file as stored (whole documents) or one per sentence;
+    limit counts sentences (a document is kept whole)."""
     nlp = spacy.blank("en")
     docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
     if unit == "sentence":
@@ -180,7 +183,6 @@ def spacy_schedule(docs: Sequence[Doc], unit: str, epochs: int, max_steps: int) 
         "training.eval_frequency": steps,
         "training.optimizer.learn_rate.total_steps": steps,
         "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
-        "training.optimizer.learn_rate.initial_rate": LEARN_RATE,
     }
 
 
@@ -231,6 +233,7 @@ def run_spacy_trf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_step
         "output_file": None,
     }
     overrides = spacy_schedule(train_docs, unit, epochs, max_steps)
+    overrides["training.optimizer.learn_rate.initial_rate"] = LEARN_RATE
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)
 
 
