@@ -521,3 +521,23 @@ def test_encoder_mean_equals_first_for_one_piece_tokens(encoder_dir, odd_docs):
             n_multi += 1
             assert not numpy.allclose(y_first[~single], y_mean[~single], atol=1e-5)
     assert n_multi > 0
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+@pytest.mark.parametrize("lengths,window,stride,batch_pieces", LAYOUT_CASES)
+def test_layout_selections_read_the_same_rows_as_positions(
+    pooling, lengths, window, stride, batch_pieces
+):
+    """Per-call selections + gather give exactly flat[positions], in order."""
+    special = SPECIALS[sorted(SPECIALS)[0]]
+    layout = layout_pieces(
+        random_doc_pieces(1, lengths), special, window=window, stride=stride,
+        batch_pieces=batch_pieces, pooling=pooling,
+    )
+    assert len(layout.selections) == len(layout.batches)
+    selected = [ids.reshape(-1)[rows] for (ids, _), rows in zip(layout.batches, layout.selections)]
+    for (ids, _), rows in zip(layout.batches, layout.selections):
+        assert ((rows >= 0) & (rows < ids.size)).all()
+    joined = numpy.concatenate(selected) if selected else numpy.zeros((0,), dtype="int64")
+    assert sorted(layout.gather.tolist()) == list(range(len(layout.positions)))
+    assert joined[layout.gather].tolist() == flat_ids(layout)[layout.positions].tolist()

@@ -136,6 +136,11 @@ class PieceLayout:
     batches: per encoder call, (input ids [B, L], attention mask [B, L]).
     positions: for each row of the output, its flat index into the
         concatenation of all calls' hidden states reshaped to [sum(B * L), H].
+    selections: per call, the rows of its own hidden states [B * L, H] to
+        keep (positions, split by call), so that each call's full hidden
+        states can be dropped as soon as it returns.
+    gather: for each row of the output, its index into the concatenation of
+        the calls' selected rows.
     token_index: for each row of positions, the row of the output token
         (tokens numbered across the whole batch of docs); None when pooling
         "first", where positions already has one row per token.
@@ -145,6 +150,8 @@ class PieceLayout:
 
     batches: List[Tuple[numpy.ndarray, numpy.ndarray]]
     positions: numpy.ndarray
+    selections: List[numpy.ndarray]
+    gather: numpy.ndarray
     token_index: Any
     n_tokens: int
     lengths: List[int]
@@ -236,9 +243,13 @@ def layout_pieces(
             token_rows.append(owners + n_tokens)
         n_tokens += lengths[-1]
     empty = numpy.zeros((0,), dtype="int64")
+    flat_positions = numpy.concatenate(positions) if positions else empty
+    selections, gather = split_by_call(flat_positions, [ids.size for ids, _ in batches])
     return PieceLayout(
         batches=batches,
-        positions=numpy.concatenate(positions) if positions else empty,
+        positions=flat_positions,
+        selections=selections,
+        gather=gather,
         token_index=(
             None
             if pooling == "first"
@@ -247,3 +258,27 @@ def layout_pieces(
         n_tokens=n_tokens,
         lengths=lengths,
     )
+
+
+def split_by_call(
+    positions: numpy.ndarray, call_sizes: Sequence[int]
+) -> Tuple[List[numpy.ndarray], numpy.ndarray]:
+    """Split flat positions into per-call local positions, and the
+    permutation that puts the calls' selected rows back in position order.
+
+    positions [R]: flat indices into the concatenated [sum(B * L), H] states.
+    call_sizes: B * L of each call.
+    RETURNS: per call, local row indices (ascending position order within the
+        call); gather [R] with concat(selected)[gather] == flat[positions].
+    """
+    offsets = numpy.zeros((len(call_sizes) + 1,), dtype="int64")
+    numpy.cumsum(call_sizes, out=offsets[1:])
+    call = numpy.searchsorted(offsets, positions, side="right") - 1
+    by_call = numpy.argsort(call, kind="stable")
+    bounds = numpy.searchsorted(call[by_call], numpy.arange(len(call_sizes) + 1))
+    selections = [
+        positions[by_call[bounds[k] : bounds[k + 1]]] - offsets[k] for k in range(len(call_sizes))
+    ]
+    gather = numpy.empty_like(by_call)
+    gather[by_call] = numpy.arange(len(by_call))
+    return selections, gather
