@@ -31,13 +31,6 @@ TAGS = sorted({tag for _, annots in TRAIN_DATA for tag in annots["tags"]})
 LABELS = {"ents": ["LOC", "ORG", "PER"], "tag": TAGS}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
 
 @pytest.fixture
 def initialized(wordpiece):

@@ -56,14 +56,6 @@ ALL_TEXTS = [text for text, _ in TRAIN_DATA] + TEXTS
 ENT_TYPES = sorted({label for _, annots in TRAIN_DATA for *_, label in annots["entities"]})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread: two stall each other on a busy 2-core machine."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
 
 # Helpers ------------------------------------------------------------------------
 

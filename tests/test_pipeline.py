@@ -14,7 +14,6 @@ import numpy
 import pytest
 import spacy
 import srsly
-import torch
 from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import make_tempdir
@@ -33,14 +32,9 @@ _TRAINED: Dict[Tuple[str, str, str], Any] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread: on a busy 2-core machine two threads stall each other
-    and a 60-update overfit takes 10x longer. Cached pipelines are dropped
-    with the module."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _drop_trained():
+    """Cached pipelines are dropped with the module."""
     yield
-    torch.set_num_threads(n_threads)
     _TRAINED.clear()
 
 

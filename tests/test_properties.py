@@ -28,7 +28,6 @@ from typing import Dict, List, Tuple
 
 import pytest
 import spacy
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -173,13 +172,6 @@ def long_texts(draw, min_tokens: int = 1000, max_tokens: int = 4000) -> str:
 
 # Pipelines --------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 @pytest.fixture(

@@ -18,13 +18,6 @@ NAME = "token_classifier"
 ALL_TEXTS = [text for text, _ in TRAIN_DATA] + TEXTS + ["", "   "]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
 
 @pytest.fixture(scope="module")
 def trained(encoders):

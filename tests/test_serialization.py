@@ -15,7 +15,6 @@ import numpy
 import pytest
 import spacy
 import srsly
-import torch
 from spacy.util import load_model_from_config, make_tempdir
 
 from .util import BUILDERS, TEXTS, TRAIN_DATA, make_examples, make_nlp, train
@@ -49,14 +48,6 @@ for key, path in paths.items():
 print("RESULT " + json.dumps(output))
 """
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread: two stall each other on a busy 2-core machine."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 def predictions(doc, name: str = NAME) -> Dict[str, Any]:
