@@ -61,7 +61,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import PROJECT, resolve_encoder  # noqa: E402
@@ -377,10 +377,9 @@ def train_hf_trainer(encoder: str, batches: List[List]) -> Tuple[float, int]:
         DataCollatorForTokenClassification,
         Trainer,
         TrainerCallback,
-        TrainingArguments,
     )
 
-    from compare import LEARN_RATE, gold_labels
+    from compare import gold_labels, hf_training_args
 
     docs = [doc for batch in batches for doc in batch]
     labels = [gold_labels(doc, "ents") for doc in docs]
@@ -407,21 +406,7 @@ def train_hf_trainer(encoder: str, batches: List[List]) -> Tuple[float, int]:
             step_ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp,
-            max_steps=len(batches),
-            per_device_train_batch_size=TRAIN_BATCH,
-            learning_rate=LEARN_RATE,
-            warmup_ratio=0.1,
-            lr_scheduler_type="linear",
-            save_strategy="no",
-            eval_strategy="no",
-            logging_steps=50,
-            report_to=[],
-            use_cpu=True,
-            seed=0,
-            disable_tqdm=True,
-        )
+        args = hf_training_args(Path(tmp), max_steps=len(batches), disable_tqdm=True)
         trainer = Trainer(
             model=model,
             args=args,

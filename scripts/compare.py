@@ -246,7 +246,6 @@ def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_ste
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
-        TrainingArguments,
     )
 
     task = DATASETS[dataset][2]
@@ -274,21 +273,7 @@ def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_ste
         id2label=dict(enumerate(label_list)),
         label2id=label2id,
     )
-    args = TrainingArguments(
-        output_dir=str(workdir / "hf"),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        per_device_train_batch_size=BATCH_SIZE,
-        learning_rate=LEARN_RATE,
-        warmup_ratio=0.1,
-        lr_scheduler_type="linear",
-        save_strategy="no",
-        eval_strategy="no",
-        logging_steps=50,
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-    )
+    args = hf_training_args(workdir / "hf", num_train_epochs=epochs, max_steps=max_steps or -1)
     collator = DataCollatorForTokenClassification(tokenizer)
     trainer = Trainer(model=model, args=args, train_dataset=train_features, data_collator=collator)
     start = time.perf_counter()
@@ -320,6 +305,27 @@ def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_ste
                     [label_list[first[w]] if w in first else fallback for w in range(len(doc))]
                 )
     return predicted, seconds
+
+
+def hf_training_args(output_dir: Path, **kwargs):
+    """The Trainer settings of the run_ner recipe with the shared batch size
+    and schedule (also used by scripts/benchmark.py)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=BATCH_SIZE,
+        learning_rate=LEARN_RATE,
+        warmup_ratio=0.1,
+        lr_scheduler_type="linear",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=50,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        **kwargs,
+    )
 
 
 RUNNERS = {"tokclf": run_tokclf, "hf_trainer": run_hf_trainer, "spacy_trf": run_spacy_trf}

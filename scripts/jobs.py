@@ -14,7 +14,6 @@ README, "Side by side with the peers"); --unit doc uses the documents.
 import argparse
 import importlib
 import json
-import math
 import os
 import subprocess
 import sys
