@@ -40,7 +40,7 @@ from spacy_tokclf.huggingface import (
     read_labels,
 )
 
-from .util import TEXTS, TRAIN_DATA, make_examples, make_nlp, train
+from .util import LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, train
 
 NAME = "token_classifier"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -704,16 +704,7 @@ def test_export_error_listener(tmp_path):
     nlp = spacy.blank("en")
     nlp.add_pipe(
         "token_classifier",
-        config={
-            "model": {
-                "tok2vec": {
-                    "@architectures": "spacy-transformers.TransformerListener.v1",
-                    "grad_factor": 1.0,
-                    "pooling": {"@layers": "reduce_mean.v1"},
-                    "upstream": "*",
-                }
-            }
-        },
+        config={"model": {"tok2vec": dict(LISTENER_TOK2VEC)}},
     )
     with pytest.raises(ValueError, match="own encoder.*listener"):
         to_huggingface(nlp, tmp_path / "hf")

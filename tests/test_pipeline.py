@@ -19,7 +19,7 @@ from spacy.training import Example
 from spacy.util import make_tempdir
 from thinc.api import Model
 
-from .util import BUILDERS, TEXTS, TRAIN_DATA, make_examples, make_nlp, train
+from .util import BUILDERS, LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, train
 
 NAME = "token_classifier"
 FAMILIES = sorted(BUILDERS)
@@ -654,16 +654,7 @@ def test_transformer_listener_trains(wordpiece):
     )
     nlp.add_pipe(
         "token_classifier",
-        config={
-            "model": {
-                "tok2vec": {
-                    "@architectures": "spacy-transformers.TransformerListener.v1",
-                    "grad_factor": 1.0,
-                    "pooling": {"@layers": "reduce_mean.v1"},
-                    "upstream": "*",
-                }
-            }
-        },
+        config={"model": {"tok2vec": dict(LISTENER_TOK2VEC)}},
     )
     assert NAME in nlp.get_pipe("transformer").listening_components
     examples = make_examples(nlp)

@@ -98,19 +98,20 @@ print(json.dumps({
 """
 
 
+def run_offline(args, cwd) -> subprocess.CompletedProcess:
+    """`python ARGS` in a fresh interpreter, offline; fails the test on error."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_add_pipe_through_entry_points_loads_nothing(tmp_path):
     # A fresh interpreter that never imports spacy_tokclf itself, offline, in
     # a directory without a model called "x": building must not load anything.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", ADD_PIPE_WITHOUT_IMPORT],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_offline(["-c", ADD_PIPE_WITHOUT_IMPORT], tmp_path)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["imported_before"] is False
     assert out["class"] == "TokenClassifier"
@@ -143,15 +144,6 @@ def test_cli_commands_resolve():
 
 
 def test_cli_commands_listed_by_python_m_spacy(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "spacy", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_offline(["-m", "spacy", "--help"], tmp_path)
     for name in CLI_COMMANDS:
         assert name in result.stdout

@@ -142,6 +142,16 @@ TRAIN_DATA: List[Tuple[str, dict]] = [
 ]
 
 
+# token_classifier's tok2vec as a listener of an upstream spacy-transformers
+# `transformer` component.
+LISTENER_TOK2VEC = {
+    "@architectures": "spacy-transformers.TransformerListener.v1",
+    "grad_factor": 1.0,
+    "pooling": {"@layers": "reduce_mean.v1"},
+    "upstream": "*",
+}
+
+
 def make_nlp(encoder: Path, **config) -> Language:
     """A blank English pipeline with a token_classifier on `encoder`."""
     nlp = spacy.blank("en")
