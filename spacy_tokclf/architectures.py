@@ -29,8 +29,11 @@ def build_hf_encoder(
 
     name (str): Hugging Face model name or local directory.
     pooling (str): how a token's word pieces become one vector: "first" or "mean".
-    window (int): word pieces per encoder window (special pieces not counted).
-    stride (int): pieces between the starts of overlapping windows of a long doc.
+    window (int): word pieces per encoder window, at most (special pieces not
+        counted). A longer doc is read in the fewest windows that keep the
+        overlap below, all of one length.
+    stride (int): pieces between the starts of neighbouring windows of a long
+        doc, at most: neighbours overlap by at least window - stride pieces.
     batch_pieces (int): padded word pieces per encoder call, at most.
     RETURNS (Model[List[Doc], List[Floats2d]]): the encoder.
     """

@@ -211,43 +211,57 @@ def edge_distance(piece: int, start: int, window: int, n: int) -> int:
 @pytest.mark.parametrize("window,stride", WINDOW_CASES)
 def test_window_starts_fitting_sequence_gets_one_window(window, stride):
     for n in range(1, window + 1):
-        assert window_starts(n, window, stride).tolist() == [0]
+        starts, length = window_starts(n, window, stride)
+        assert starts.tolist() == [0] and length == n
 
 
 @pytest.mark.parametrize("window,stride", WINDOW_CASES)
 def test_window_starts_cover_long_sequences(window, stride):
     for n in range(window + 1, 4 * window + 3):
-        starts = window_starts(n, window, stride).tolist()
+        starts, length = window_starts(n, window, stride)
+        starts = starts.tolist()
+        assert length <= window
         assert starts[0] == 0
-        assert starts[-1] + window == n, "the last window ends at the end"
-        assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
-        if stride < window:
-            assert all(b < a + window for a, b in zip(starts, starts[1:])), "windows overlap"
+        assert starts[-1] + length == n, "the last window ends at the end"
+        steps = [b - a for a, b in zip(starts, starts[1:])]
+        assert all(0 < step <= stride for step in steps)
+        assert all(length - step >= window - stride for step in steps), "overlap kept"
+        assert max(steps) - min(steps) <= 1, "spread evenly"
+        # The fewest windows: one fewer could not keep the overlap, since
+        # each window after the first adds at most `stride` new pieces.
+        assert window + (len(starts) - 2) * stride < n
         covered = numpy.zeros((n,), dtype=int)
         for s in starts:
-            assert 0 <= s and s + window <= n
-            covered[s : s + window] += 1
+            assert 0 <= s and s + length <= n
+            covered[s : s + length] += 1
         assert (covered >= 1).all()
+
+
+def test_window_starts_encode_fewer_pieces_than_end_aligned_windows():
+    # 350 pieces, window 256, stride 192: two windows either way; the last
+    # one aligned to the end would read 512 pieces, even ones read 414.
+    starts, length = window_starts(350, 256, 192)
+    assert starts.tolist() == [0, 143] and length == 207
 
 
 @pytest.mark.parametrize("window,stride", WINDOW_CASES)
 def test_window_owners_pick_a_containing_window_farthest_from_its_edge(window, stride):
     for n in range(1, 4 * window + 3):
-        starts = window_starts(n, window, stride)
-        owners = window_owners(n, starts, window)
+        starts, length = window_starts(n, window, stride)
+        owners = window_owners(n, starts, length)
         assert owners.shape == (n,)
         assert (numpy.diff(owners) >= 0).all()
         for p in range(n):
             own = int(starts[owners[p]])
-            assert own <= p < own + window
-            containing = [int(s) for s in starts if s <= p < s + window]
-            best = max(edge_distance(p, s, window, n) for s in containing)
-            assert edge_distance(p, own, window, n) == best, (n, p, starts.tolist())
+            assert own <= p < own + length
+            containing = [int(s) for s in starts if s <= p < s + length]
+            best = max(edge_distance(p, s, length, n) for s in containing)
+            assert edge_distance(p, own, length, n) == best, (n, p, starts.tolist())
 
 
 def test_window_owners_split_the_overlap_in_the_middle():
-    starts = window_starts(10, 6, 4)
-    assert starts.tolist() == [0, 4]
+    starts, length = window_starts(10, 6, 4)
+    assert starts.tolist() == [0, 4] and length == 6
     assert window_owners(10, starts, 6).tolist() == [0] * 5 + [1] * 5
 
 
@@ -327,8 +341,8 @@ def test_layout_first_pooling_reads_first_piece_of_each_token(
     for pos in layout.positions:
         d, p = piece_of[int(flat[pos])]
         n = len(doc_pieces[d][0])
-        starts = window_starts(n, window, stride)
-        assert row_start[pos] == (d, int(starts[window_owners(n, starts, window)[p]]))
+        starts, length = window_starts(n, window, stride)
+        assert row_start[pos] == (d, int(starts[window_owners(n, starts, length)[p]]))
 
 
 @pytest.mark.parametrize("special_name", sorted(SPECIALS))
@@ -378,7 +392,7 @@ def test_layout_batches_are_padded_windows_within_budget(
             assert content == [(d, start + k) for k in range(len(content))]
             seen.add(content[0])
     n_windows = sum(
-        len(window_starts(len(ids), window, stride)) for ids, _ in doc_pieces if len(ids)
+        len(window_starts(len(ids), window, stride)[0]) for ids, _ in doc_pieces if len(ids)
     )
     assert len(seen) == n_windows
 
@@ -442,7 +456,7 @@ def test_encoder_one_row_per_token_of_a_long_doc(encoder_dir, vocab):
     pool = [w for words, _ in ODD_DOCS for w in words] + ["word"] * 20
     long_doc = Doc(vocab, words=[pool[i] for i in rng.integers(0, len(pool), size=5000)])
     ids, _ = tokenize_docs(model.shims[0].tokenizer, [long_doc], 0)[0]
-    assert len(window_starts(len(ids), window, stride)) > 100
+    assert len(window_starts(len(ids), window, stride)[0]) > 100
     docs = [Doc(vocab, words=["a"]), long_doc, Doc(vocab, words=[])]
     Y = model.predict(docs)
     assert [y.shape for y in Y] == [(len(doc), model.get_dim("nO")) for doc in docs]
@@ -489,18 +503,18 @@ def test_encoder_long_doc_equals_its_windows_read_alone(encoder_dir, vocab):
     long_doc = Doc(vocab, words=[words[i % len(words)] for i in range(n)])
     ids, owners = tokenize_docs(model.shims[0].tokenizer, [long_doc], 0)[0]
     assert owners.tolist() == list(range(n)), "one piece per token"
-    starts = window_starts(n, window, stride)
-    owner = window_owners(n, starts, window)
+    starts, length = window_starts(n, window, stride)
+    owner = window_owners(n, starts, length)
     Y = model.predict([long_doc])[0]
     for k in (0, len(starts) - 1):
         s = int(starts[k])
-        part = model.predict([long_doc[s : s + window].as_doc()])[0]
+        part = model.predict([long_doc[s : s + length].as_doc()])[0]
         read_here = numpy.flatnonzero(owner == k)
-        assert len(read_here) >= window // 2
+        assert len(read_here) >= length // 2
         numpy.testing.assert_allclose(Y[read_here], part[read_here - s], atol=1e-5, rtol=0)
     # A middle window is read with its own context only, not the doc's.
     s = int(starts[1])
-    middle = model.predict([long_doc[s : s + window].as_doc()])[0]
+    middle = model.predict([long_doc[s : s + length].as_doc()])[0]
     read_here = numpy.flatnonzero(owner == 1)
     numpy.testing.assert_allclose(Y[read_here], middle[read_here - s], atol=1e-5, rtol=0)
 

@@ -101,21 +101,33 @@ def tokenize_docs(tokenizer: Any, docs: Sequence[Doc], unk_id: int) -> List[DocP
     return output
 
 
-def window_starts(n_pieces: int, window: int, stride: int) -> numpy.ndarray:
-    """Start offsets of overlapping windows covering n_pieces pieces.
+def window_starts(n_pieces: int, window: int, stride: int) -> Tuple[numpy.ndarray, int]:
+    """Start offsets and length of the windows covering n_pieces pieces.
 
-    A sequence that fits in one window gets exactly one; otherwise windows
-    advance by `stride` and the last one is aligned to the end.
+    A sequence that fits in one window gets exactly one, of its own length.
+    A longer one gets the fewest windows of at most `window` pieces in which
+    neighbours overlap by at least `window - stride` pieces, all of one
+    length and spread evenly from its start to its end, so that no more
+    pieces are encoded twice than that overlap needs (a 350-piece doc with
+    window 256 and stride 192 is read as two windows of 207, not of 256).
+
+    RETURNS (Tuple[numpy.ndarray, int]): the starts, ascending, and the
+        windows' length.
     """
     if n_pieces <= window:
-        return numpy.zeros((1,), dtype="int64")
-    starts = list(range(0, n_pieces - window, stride))
-    starts.append(n_pieces - window)
-    return numpy.asarray(starts, dtype="int64")
+        return numpy.zeros((1,), dtype="int64"), n_pieces
+    overlap = window - stride
+    # Each window after the first adds at most `stride` new pieces.
+    k = 1 + -(-(n_pieces - window) // stride)
+    length = -(-(n_pieces + (k - 1) * overlap) // k)
+    # Steps differ by at most one piece, and none exceeds length - overlap.
+    starts = numpy.arange(k, dtype="int64") * (n_pieces - length) // (k - 1)
+    return starts, length
 
 
-def window_owners(n_pieces: int, starts: numpy.ndarray, window: int) -> numpy.ndarray:
-    """For each piece, the window whose centre it is closest to.
+def window_owners(n_pieces: int, starts: numpy.ndarray, length: int) -> numpy.ndarray:
+    """For each piece, the window (of `length` pieces) whose centre it is
+    closest to.
 
     In the overlap of two windows, the first half belongs to the earlier
     window and the second half to the later one, so every piece is read with
@@ -123,8 +135,8 @@ def window_owners(n_pieces: int, starts: numpy.ndarray, window: int) -> numpy.nd
     """
     owners = numpy.zeros((n_pieces,), dtype="int64")
     for k in range(1, len(starts)):
-        # Overlap of window k-1 and k is [starts[k], starts[k-1] + window).
-        boundary = (int(starts[k]) + int(starts[k - 1]) + window) // 2
+        # Overlap of window k-1 and k is [starts[k], starts[k-1] + length).
+        boundary = (int(starts[k]) + int(starts[k - 1]) + length) // 2
         owners[boundary:] = k
     return owners
 
@@ -182,10 +194,10 @@ def layout_pieces(
         if n == 0:
             doc_windows.append((len(windows), numpy.zeros((0,), dtype="int64")))
             continue
-        starts = window_starts(n, window, stride)
-        doc_windows.append((len(windows), window_owners(n, starts, window)))
+        starts, length = window_starts(n, window, stride)
+        doc_windows.append((len(windows), window_owners(n, starts, length)))
         for s in starts:
-            windows.append((d, int(s), int(min(s + window, n))))
+            windows.append((d, int(s), int(s) + length))
     order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
     lengths_sorted = [windows[w][2] - windows[w][1] + n_prefix + n_suffix for w in order]
     # Flat offset of position 0 of each window in the concatenated output.
