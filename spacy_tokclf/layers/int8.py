@@ -66,9 +66,12 @@ class Int8DynamicLinear(torch.nn.Module):
         scale = scale.clamp_(min=_EPS).div_(127.0)
         x_int8 = torch.div(rows, scale).round_().to(torch.int8)
         out = torch._int_mm(x_int8, self.weight_int8.t()).to(x.dtype)
-        out.mul_(scale).mul_(self.weight_scale)
-        if self.bias is not None:
-            out.add_(self.bias)
+        out.mul_(scale)
+        if self.bias is None:
+            out.mul_(self.weight_scale)
+        else:
+            # out * weight_scale + bias in one pass over the output.
+            torch.addcmul(self.bias, out, self.weight_scale, out=out)
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
