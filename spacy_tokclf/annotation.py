@@ -102,25 +102,111 @@ def constrained_decode(log_probs: numpy.ndarray, start, trans, end) -> numpy.nda
 
     log_probs [n_tokens, n_labels] -> label ids [n_tokens].
     """
+    return constrained_decode_docs(log_probs, [len(log_probs)], start, trans, end)
+
+
+# Padded positions (docs x longest doc) per batched Viterbi pass, at most.
+VITERBI_BATCH = 1 << 16
+
+
+def constrained_decode_docs(
+    log_probs: numpy.ndarray, lengths: Sequence[int], start, trans, end
+) -> numpy.ndarray:
+    """constrained_decode for many docs at once, with no loop over tokens.
+
+    log_probs [sum(lengths), n_labels]: the docs' rows one after another.
+    RETURNS [sum(lengths)]: label ids. Docs whose argmax is valid keep it;
+    the others are searched together, one step per token position.
+    """
     ids = log_probs.argmax(axis=1)
-    if is_valid(ids, start, trans, end):
+    lengths = numpy.asarray(lengths, dtype="int64")
+    offsets = numpy.zeros((len(lengths) + 1,), dtype="int64")
+    numpy.cumsum(lengths, out=offsets[1:])
+    nonempty = numpy.flatnonzero(lengths)
+    if len(ids) == 0:
         return ids
-    n, L = log_probs.shape
+    # Which docs break a mask: first label, last label, or a transition
+    # inside the doc (pairs across a doc boundary do not count).
+    invalid = numpy.zeros((len(lengths),), dtype=bool)
+    invalid[nonempty] |= ~start[ids[offsets[nonempty]]]
+    invalid[nonempty] |= ~end[ids[offsets[nonempty + 1] - 1]]
+    bad = ~trans[ids[:-1], ids[1:]]
+    boundaries = offsets[1:-1]
+    bad[boundaries[(boundaries > 0) & (boundaries < len(ids))] - 1] = False
+    bad_pairs = numpy.flatnonzero(bad)
+    invalid[numpy.searchsorted(offsets, bad_pairs, side="right") - 1] = True
+    todo = numpy.flatnonzero(invalid)
+    if len(todo) == 0:
+        return ids
+    # Shortest first, in groups of at most VITERBI_BATCH padded positions.
+    todo = todo[numpy.argsort(lengths[todo], kind="stable")]
+    i = 0
+    while i < len(todo):
+        j = i + 1
+        while j < len(todo) and (j + 1 - i) * lengths[todo[j]] <= VITERBI_BATCH:
+            j += 1
+        group = todo[i:j]
+        paths = _viterbi(log_probs, offsets[group], lengths[group], start, trans, end)
+        for k, d in enumerate(group):
+            ids[offsets[d] : offsets[d + 1]] = paths[k, : lengths[d]]
+        i = j
+    return ids
+
+
+def _viterbi(log_probs, firsts, lengths, start, trans, end) -> numpy.ndarray:
+    """Best allowed paths of docs (first row, length) of log_probs, padded
+    to the longest: [n_docs, max(lengths)]."""
+    n_docs, width = len(lengths), int(lengths.max())
+    n_labels = log_probs.shape[1]
     # Masks as additive scores; -inf would turn 0 * inf into nan below.
     blocked = numpy.float32(-1e9)
     trans_score = numpy.where(trans, numpy.float32(0.0), blocked)
-    score = log_probs[0] + numpy.where(start, 0.0, blocked)
-    back = numpy.zeros((n, L), dtype="int64")
-    for i in range(1, n):
-        cand = score[:, None] + trans_score  # [L_prev, L_next]
-        back[i] = cand.argmax(axis=0)
-        score = cand[back[i], numpy.arange(L)] + log_probs[i]
-    score = score + numpy.where(end, 0.0, blocked)
-    path = numpy.zeros((n,), dtype="int64")
-    path[-1] = score.argmax()
-    for i in range(n - 1, 0, -1):
-        path[i - 1] = back[i, path[i]]
+    end_score = numpy.where(end, numpy.float32(0.0), blocked)
+    labels = numpy.arange(n_labels)
+    # rows[d, t]: the row of doc d's token t (its last token past its end).
+    rows = firsts[:, None] + numpy.minimum(numpy.arange(width)[None, :], lengths[:, None] - 1)
+    score = log_probs[rows[:, 0]] + numpy.where(start, 0.0, blocked)
+    back = numpy.zeros((n_docs, width, n_labels), dtype="int64")
+    back[:, :] = labels
+    for t in range(1, width):
+        active = t < lengths
+        cand = score[active][:, :, None] + trans_score  # [docs, L_prev, L_next]
+        best = cand.argmax(axis=1)
+        back[active, t] = best
+        score[active] = (
+            numpy.take_along_axis(cand, best[:, None, :], axis=1)[:, 0] + log_probs[rows[active, t]]
+        )
+    path = numpy.zeros((n_docs, width), dtype="int64")
+    path[:, -1] = (score + end_score).argmax(axis=1)
+    # Past a doc's end the pointers stay on the same label, so its own last
+    # position gets the label chosen at the end.
+    docs = numpy.arange(n_docs)
+    for t in range(width - 1, 0, -1):
+        path[:, t - 1] = back[docs, t, path[:, t]]
     return path
+
+
+# Prefix codes of label_spans.
+_O, _B, _I, _L, _U = range(5)
+_PREFIX_CODE = {OUTSIDE: _O, "B": _B, "I": _I, "L": _L, "U": _U}
+
+
+@lru_cache(maxsize=64)
+def _label_codes(labels: Tuple[str, ...]) -> Tuple[numpy.ndarray, numpy.ndarray, List[str]]:
+    """Per label: prefix code, entity type index (-1 for "O"); the types."""
+    types: List[str] = []
+    prefix = numpy.zeros((len(labels),), dtype="int8")
+    type_index = numpy.full((len(labels),), -1, dtype="int64")
+    for i, label in enumerate(labels):
+        p, t = split_label(label)
+        prefix[i] = _PREFIX_CODE[p]
+        if p != OUTSIDE:
+            if t not in types:
+                types.append(t)
+            type_index[i] = types.index(t)
+    prefix.flags.writeable = False
+    type_index.flags.writeable = False
+    return prefix, type_index, types
 
 
 def label_spans(
@@ -128,20 +214,38 @@ def label_spans(
 ) -> List[EntitySpan]:
     """Entity spans of a valid BIO/BILUO/IO label sequence, each scored by the
     mean probability of its tokens' labels (in [0, 1]). A run of `I-` labels
-    of one type is one entity (as IO reads it)."""
-    spans: List[EntitySpan] = []
-    begin: Optional[int] = None
-    ent_type = ""
-    for i, label_id in enumerate(ids):
-        prefix, t = split_label(labels[label_id])
-        if begin is not None and (prefix in ("O", "B", "U") or t != ent_type):
-            spans.append((begin, i, ent_type, float(numpy.mean(probs[begin:i]))))
-            begin = None
-        if prefix in ("B", "U") or (prefix in ("I", "L") and begin is None):
-            begin, ent_type = i, t
-        if prefix in ("L", "U"):
-            spans.append((begin, i + 1, ent_type, float(numpy.mean(probs[begin : i + 1]))))
-            begin = None
-    if begin is not None:
-        spans.append((begin, len(ids), ent_type, float(numpy.mean(probs[begin:]))))
-    return spans
+    of one type is one entity (as IO reads it).
+
+    Any sequence is read without error: an `I-`/`L-` that does not continue
+    an open entity of its type starts one, and `L-`/`U-` close theirs.
+    Vectorized: no Python loop over tokens.
+    """
+    ids = numpy.asarray(ids, dtype="int64")
+    if len(ids) == 0:
+        return []
+    prefix_of, type_of, types = _label_codes(tuple(labels))
+    prefix = prefix_of[ids]
+    etype = type_of[ids]
+    inside = prefix != _O
+    # Token i continues the entity open at i-1: it is I-/L- of the same type,
+    # and i-1 left its entity open (B- or I-).
+    continues = numpy.zeros((len(ids),), dtype=bool)
+    continues[1:] = (
+        ((prefix[1:] == _I) | (prefix[1:] == _L))
+        & ((prefix[:-1] == _B) | (prefix[:-1] == _I))
+        & (etype[1:] == etype[:-1])
+    )
+    starts = numpy.flatnonzero(inside & ~continues)
+    # An entity ends after token i unless token i+1 continues it.
+    ends_after = inside.copy()
+    ends_after[:-1] &= ~continues[1:]
+    ends = numpy.flatnonzero(ends_after) + 1
+    sums = numpy.zeros((len(ids) + 1,), dtype="float64")
+    numpy.cumsum(numpy.asarray(probs, dtype="float64"), out=sums[1:])
+    means = numpy.clip((sums[ends] - sums[starts]) / (ends - starts), 0.0, 1.0)
+    return [
+        (start, end, types[t], score)
+        for start, end, t, score in zip(
+            starts.tolist(), ends.tolist(), etype[starts].tolist(), means.tolist()
+        )
+    ]

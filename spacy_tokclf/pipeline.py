@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy
 import srsly
 from spacy import util
+from spacy.attrs import TAG
 from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -19,7 +20,7 @@ from thinc.types import Floats2d
 from .annotation import (
     SCHEMES,
     biluo_to_scheme,
-    constrained_decode,
+    constrained_decode_docs,
     label_spans,
     scheme_labels,
     split_label,
@@ -234,21 +235,26 @@ class TokenClassifier(TrainablePipe):
         if not any(len(doc) for doc in docs):
             empty = (numpy.zeros((0,), dtype="int64"), numpy.zeros((0,), dtype="float32"))
             return [{task: empty for task in self.tasks} for _ in docs]
-        scores = self.model.predict(docs)
-        return [self._decode(self.model.ops.to_numpy(s)) for s in scores]
-
-    def _decode(self, scores: numpy.ndarray) -> DocPrediction:
-        output: DocPrediction = {}
+        scores = [self.model.ops.to_numpy(s) for s in self.model.predict(docs)]
+        lengths = [len(s) for s in scores]
+        flat = numpy.concatenate(scores)
+        # All docs' tokens at once: no loop over docs or tokens here.
+        per_task = {}
         for task, cols in self._output_slices().items():
-            log_probs = _log_softmax(scores[:, cols])
+            log_probs = _log_softmax(flat[:, cols])
             if task == "ents":
                 masks = transition_masks(tuple(self.task_labels(task)), self.cfg["scheme"])
-                ids = constrained_decode(log_probs, *masks)
+                ids = constrained_decode_docs(log_probs, lengths, *masks)
             else:
                 ids = log_probs.argmax(axis=1)
-            probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids])
-            output[task] = (ids, probs.astype("float32"))
-        return output
+            probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids]).astype("float32")
+            per_task[task] = (ids, probs)
+        bounds = numpy.cumsum(lengths)[:-1]
+        split = {
+            task: list(zip(numpy.split(ids, bounds), numpy.split(probs, bounds)))
+            for task, (ids, probs) in per_task.items()
+        }
+        return [{task: split[task][i] for task in self.tasks} for i in range(len(docs))]
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocPrediction]) -> None:
         """Write entities to doc.ents and doc.spans[spans_key] (with scores),
@@ -258,6 +264,12 @@ class TokenClassifier(TrainablePipe):
         predictions (List[DocPrediction]): the output of `predict`.
         """
         overwrite = self.cfg["overwrite"]
+        tag_hashes = None
+        if "tag" in self.tasks:
+            strings = self.vocab.strings
+            tag_hashes = numpy.asarray(
+                [strings.add(tag) for tag in self.task_labels("tag")], dtype="uint64"
+            )
         for doc, prediction in zip(docs, predictions):
             probs = doc._.get(PROBS_ATTR) or {}
             probs[self.name] = {task: p.tolist() for task, (_, p) in prediction.items()}
@@ -265,12 +277,13 @@ class TokenClassifier(TrainablePipe):
             if "ents" in prediction:
                 ids, token_probs = prediction["ents"]
                 self._set_ents(doc, label_spans(ids, token_probs, self.task_labels("ents")))
-            if "tag" in prediction:
+            if "tag" in prediction and len(doc):
                 ids, _ = prediction["tag"]
-                tags = self.task_labels("tag")
-                for token, label_id in zip(doc, ids):
-                    if overwrite or not token.tag_:
-                        token.tag_ = tags[label_id]
+                new = tag_hashes[ids]
+                if not overwrite:
+                    old = doc.to_array(TAG)
+                    new = numpy.where(old != 0, old, new)
+                doc.from_array([TAG], new.reshape(-1, 1))
 
     def _set_ents(self, doc: Doc, spans: List[Tuple[int, int, str, float]]) -> None:
         predicted = [Span(doc, start, end, label=label) for start, end, label, _ in spans]

@@ -9,9 +9,11 @@ from typing import List, Sequence
 import numpy
 import pytest
 
+from spacy_tokclf import annotation
 from spacy_tokclf.annotation import (
     biluo_to_scheme,
     constrained_decode,
+    constrained_decode_docs,
     is_valid,
     label_spans,
     scheme_labels,
@@ -234,6 +236,36 @@ def test_constrained_decode_is_the_best_valid_sequence(scheme):
 
 
 @pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_constrained_decode_docs_is_each_docs_best_valid_sequence(scheme, monkeypatch):
+    """Docs of different lengths decoded together (in several groups) get
+    what each gets alone: the argmax when valid, else the best valid path."""
+    monkeypatch.setattr(annotation, "VITERBI_BATCH", 12)
+    labels = scheme_labels(["X", "Y"], scheme)
+    masks = transition_masks(labels, scheme)
+    rng = numpy.random.default_rng(3)
+    # Empty docs first, between and last.
+    lengths = [0, 0] + [int(n) for n in rng.integers(0, 6, size=60)] + [0, 0]
+    scores = rng.normal(scale=3.0, size=(sum(lengths), len(labels)))
+    log_probs = scores - numpy.log(numpy.exp(scores).sum(axis=1, keepdims=True))
+    ids = constrained_decode_docs(log_probs, lengths, *masks)
+    assert ids.shape == (sum(lengths),)
+    offset, n_repaired = 0, 0
+    for n in lengths:
+        doc_lp, doc_ids = log_probs[offset : offset + n], ids[offset : offset + n]
+        offset += n
+        if n == 0:
+            continue
+        assert is_valid(doc_ids, *masks)
+        total = float(doc_lp[numpy.arange(n), doc_ids].sum())
+        assert total == pytest.approx(brute_force_best(doc_lp, masks), abs=1e-9)
+        if is_valid(doc_lp.argmax(axis=1), *masks):
+            assert doc_ids.tolist() == doc_lp.argmax(axis=1).tolist()
+        else:
+            n_repaired += 1
+    assert n_repaired >= 10
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
 def test_constrained_decode_float32_and_empty(scheme):
     labels = scheme_labels(["X"], scheme)
     masks = transition_masks(labels, scheme)
@@ -349,3 +381,37 @@ def test_io_label_spans_are_runs_of_one_type(names, expected):
     labels = scheme_labels(["X", "WORK-OF-ART", "Y"], "IO")
     spans = label_spans(ids_of(labels, names), [0.5] * len(names), labels)
     assert [s[:3] for s in spans] == expected
+
+
+def loop_label_spans(ids, probs, labels):
+    """label_spans as a plain loop over tokens: the reading it must match."""
+    spans = []
+    begin, ent_type = None, ""
+    for i, label_id in enumerate(ids):
+        prefix, t = split_label(labels[label_id])
+        if begin is not None and (prefix in ("O", "B", "U") or t != ent_type):
+            spans.append((begin, i, ent_type))
+            begin = None
+        if prefix in ("B", "U") or (prefix in ("I", "L") and begin is None):
+            begin, ent_type = i, t
+        if prefix in ("L", "U"):
+            spans.append((begin, i + 1, ent_type))
+            begin = None
+    if begin is not None:
+        spans.append((begin, len(ids), ent_type))
+    return spans
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO", "IO"])
+def test_label_spans_match_a_token_loop_on_any_sequence(scheme):
+    """Valid or not, every label sequence is read as the token loop reads it."""
+    labels = scheme_labels(["X", "WORK-OF-ART", "Y"], scheme)
+    rng = numpy.random.default_rng(7)
+    for n in list(range(0, 7)) * 50 + [200] * 20:
+        ids = rng.integers(0, len(labels), size=n)
+        probs = rng.uniform(0.0, 1.0, size=n).astype("float32")
+        spans = label_spans(ids, probs, labels)
+        assert [s[:3] for s in spans] == loop_label_spans(ids, probs, labels)
+        for start, end, _, score in spans:
+            assert score == pytest.approx(float(numpy.mean(probs[start:end])), abs=1e-6)
+            assert 0.0 <= score <= 1.0
