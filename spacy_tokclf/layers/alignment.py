@@ -19,8 +19,11 @@ from spacy.tokens import Doc
 # A batch is closed when padding would exceed this share of its positions
 # (or MIN_PADDING positions, whichever is more): padding costs as much compute
 # as real pieces, while each extra encoder call costs only a little overhead.
-MAX_PADDING = 0.15
-MIN_PADDING = 64
+# Measured on CoNLL-2003 dev sentences (MiniLM, 2 cores), in batches of 1,000
+# docs: 15 % / 64 gave 11 % padding in 42 calls; 5 % / 32 gives 3 % in 95
+# calls and a 6 % faster encoder; smaller limits add calls for no gain.
+MAX_PADDING = 0.05
+MIN_PADDING = 32
 
 # (piece ids [n_pieces], token index of each piece [n_pieces]) for one doc.
 DocPieces = Tuple[numpy.ndarray, numpy.ndarray]
