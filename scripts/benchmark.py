@@ -18,10 +18,11 @@ gives medians, the range, and each system's speed as a ratio to the bare
 encoder's in the same repetition (median over repetitions). Systems, all with
 the same encoder (all-MiniLM-L6-v2) and the same torch threads:
 
-- bare: the encoder's forward pass alone, under torch.inference_mode, on the
-  very padded batches token_classifier builds (spacy_tokclf.layers.alignment:
+- bare: the encoder's forward pass alone, under torch.inference_mode, on
+  batches laid out as token_classifier lays them out (spacy_tokclf.layers.alignment:
   the same word pieces and windows, sorted by length, at most 4,096 padded
-  pieces a call); tokenization excluded. The practical upper bound.
+  pieces a call), but over all the docs at once, where the component lays out
+  each nlp.pipe batch apart; tokenization excluded. The practical upper bound.
 - bare_naive: a plain forward pass as a Hugging Face user writes it: the same
   word pieces and windows, 32 in corpus order a call, padded to the longest.
 - tokclf_ents, tokclf_ents_tag, tokclf_ents_int8: token_classifier with tasks
@@ -224,8 +225,8 @@ def build_bare(encoder: str, docs: List, naive: bool = False) -> Runner:
     from transformers import AutoModel, AutoTokenizer
 
     from spacy_tokclf.layers.alignment import (
-        SpecialPieces,
         layout_pieces,
+        prepare_tokenizer,
         tokenize_docs,
         window_starts,
     )
@@ -233,10 +234,7 @@ def build_bare(encoder: str, docs: List, naive: bool = False) -> Runner:
 
     settings = DEFAULT_CONFIG["model"]["tok2vec"]
     tokenizer = AutoTokenizer.from_pretrained(encoder, use_fast=True)
-    # As HFEncoderShim.set_encoder: windows and padding are laid out here.
-    tokenizer.backend_tokenizer.no_padding()
-    tokenizer.backend_tokenizer.no_truncation()
-    special = SpecialPieces.from_tokenizer(tokenizer)
+    special = prepare_tokenizer(tokenizer)  # as the component does
     model = AutoModel.from_pretrained(encoder).eval()
 
     def prepare(docs) -> List[Tuple[Any, Any]]:
@@ -780,10 +778,7 @@ def layout(args) -> None:
     if args.min_padding is not None:
         alignment.MIN_PADDING = args.min_padding
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True)
-    # As HFEncoderShim.set_encoder.
-    tokenizer.backend_tokenizer.no_padding()
-    tokenizer.backend_tokenizer.no_truncation()
-    special = alignment.SpecialPieces.from_tokenizer(tokenizer)
+    special = alignment.prepare_tokenizer(tokenizer)  # as the component does
     print(
         f"window {settings['window']}, stride {settings['stride']}, batch_pieces "
         f"{settings['batch_pieces']}, padding limit {alignment.MAX_PADDING:.0%} "

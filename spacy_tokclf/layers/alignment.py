@@ -58,6 +58,18 @@ class SpecialPieces:
         )
 
 
+def prepare_tokenizer(tokenizer: Any) -> SpecialPieces:
+    """Switch off the padding and truncation that a tokenizer.json may turn on
+    (all-MiniLM-L6-v2's pads to 128): they would pad every window and silently
+    cut long documents. Windows and padding are laid out here instead.
+
+    RETURNS (SpecialPieces): the tokenizer's special pieces.
+    """
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.backend_tokenizer.no_truncation()
+    return SpecialPieces.from_tokenizer(tokenizer)
+
+
 def tokenize_docs(tokenizer: Any, docs: Sequence[Doc], unk_id: int) -> List[DocPieces]:
     """Split each doc's tokens into word pieces, in one batched tokenizer call.
 

@@ -26,7 +26,7 @@ from thinc.api import (
 )
 from thinc.types import Floats2d
 
-from .alignment import SpecialPieces, layout_pieces, tokenize_docs
+from .alignment import SpecialPieces, layout_pieces, prepare_tokenizer, tokenize_docs
 from .int8 import INT8_DYNAMIC, quantization_of, quantize_linear_layers
 
 POOLINGS = ("first", "mean")
@@ -105,7 +105,7 @@ class HFEncoderShim(PyTorchShim):
         super().__init__(model)
         self.tokenizer = tokenizer
         self.special: Optional[SpecialPieces] = (
-            SpecialPieces.from_tokenizer(tokenizer) if tokenizer is not None else None
+            prepare_tokenizer(tokenizer) if tokenizer is not None else None
         )
 
     @property
@@ -114,14 +114,9 @@ class HFEncoderShim(PyTorchShim):
 
     def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
         device = get_torch_default_device()
-        # A tokenizer.json may switch on padding or truncation (all-MiniLM-L6-v2
-        # pads to 128): here they would pad every window and silently cut long
-        # documents. Windows and padding are laid out in alignment.py instead.
-        tokenizer.backend_tokenizer.no_padding()
-        tokenizer.backend_tokenizer.no_truncation()
+        self.special = prepare_tokenizer(tokenizer)
         self._model = model.to(device)
         self.tokenizer = tokenizer
-        self.special = SpecialPieces.from_tokenizer(tokenizer)
 
     def to_bytes(self) -> bytes:
         if self._model is None:
