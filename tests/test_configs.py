@@ -8,15 +8,43 @@ from spacy.util import load_config, load_model_from_config, registry
 
 from spacy_tokclf.pipeline import TokenClassifier
 
-from .util import TRAIN_DATA, make_examples
+from .util import TRAIN_DATA, make_examples, needs_listener
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
-CONFIGS = sorted(CONFIG_DIR.glob("*.cfg"))
-IDS = [path.name for path in CONFIGS]
+CONFIG_PATHS = sorted(CONFIG_DIR.glob("*.cfg"))
+
+
+def uses_listener(path: Path) -> bool:
+    return load_config(path)["nlp"]["before_creation"] is not None
+
+
+# Listener configs need spacy-transformers (the `listener` extra).
+CONFIGS = [
+    pytest.param(path, id=path.name, marks=[needs_listener] if uses_listener(path) else [])
+    for path in CONFIG_PATHS
+]
 
 
 def test_configs_exist():
-    assert CONFIGS, f"no *.cfg in {CONFIG_DIR}"
+    assert CONFIG_PATHS, f"no *.cfg in {CONFIG_DIR}"
+
+
+def test_listener_configs_check_for_the_extra():
+    """A config with a `transformer` component names the extra it needs
+    before spaCy looks for the factory."""
+    for path in CONFIG_PATHS:
+        factories = {c.get("factory") for c in load_config(path)["components"].values()}
+        if "transformer" in factories:
+            callback = load_config(path)["nlp"]["before_creation"]
+            assert callback == {"@callbacks": "spacy-tokclf.require_listener_extra.v1"}, path
+
+
+def test_listener_config_without_spacy_transformers_names_the_extra(wordpiece, monkeypatch):
+    from spacy_tokclf import extras
+
+    monkeypatch.setattr(extras, "has_spacy_transformers", lambda: False)
+    with pytest.raises(ImportError, match=r"spacy-tokclf\[listener\]"):
+        load(CONFIG_DIR / "listener.cfg", wordpiece)
 
 
 def load(path: Path, encoder: Path):
@@ -29,7 +57,7 @@ def token_classifiers(nlp):
     return [(name, pipe) for name, pipe in nlp.pipeline if isinstance(pipe, TokenClassifier)]
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", CONFIGS)
 def test_config_builds_a_token_classifier(path, wordpiece):
     config, nlp = load(path, wordpiece)
     assert nlp.pipe_names == config["nlp"]["pipeline"]
@@ -50,7 +78,7 @@ def test_config_builds_a_token_classifier(path, wordpiece):
         assert not tok2vec.shims[0].loaded
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", CONFIGS)
 def test_config_is_complete(path, wordpiece):
     """Filling in defaults changes nothing: every setting is written out."""
     config, nlp = load(path, wordpiece)
@@ -59,7 +87,7 @@ def test_config_is_complete(path, wordpiece):
     assert registry.fill(training, schema=ConfigSchemaTraining) == training
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", CONFIGS)
 def test_config_training_section_resolves(path, wordpiece):
     config, nlp = load(path, wordpiece)
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
@@ -69,7 +97,7 @@ def test_config_training_section_resolves(path, wordpiece):
     assert any(v for v in training["score_weights"].values() if v)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", CONFIGS)
 def test_config_initializes_and_scores_its_weights(path, wordpiece):
     """On the test data (entities and tags): labels are inferred for each
     task, and every score weight the config sets is a score the pipeline
@@ -99,7 +127,7 @@ def test_config_initializes_and_scores_its_weights(path, wordpiece):
             assert key in scores, f"{path.name}: score weight {key} is not a score"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda p: p.name)
 def test_config_header_names_itself(path):
     """The usage line at the top of a config trains that config."""
     header = [line for line in path.read_text(encoding="utf8").splitlines() if line.startswith("#")]

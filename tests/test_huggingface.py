@@ -40,7 +40,9 @@ from spacy_tokclf.huggingface import (
     read_labels,
 )
 
-from .util import LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, train
+from .util import (
+    LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, needs_listener, train,
+)
 
 NAME = "token_classifier"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -700,6 +702,7 @@ def test_export_error_task_and_component(tmp_path, trained_ents, encoders):
     assert to_huggingface(trained_ents.get_pipe(NAME), tmp_path / "ok").is_dir()
 
 
+@needs_listener
 def test_export_error_listener(tmp_path):
     nlp = spacy.blank("en")
     nlp.add_pipe(

@@ -35,6 +35,7 @@ REGISTRIES = {
     "spacy_architectures": "architectures",
     "spacy_scorers": "scorers",
     "spacy_cli": "cli",
+    "spacy_callbacks": "callbacks",
 }
 
 
