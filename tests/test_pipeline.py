@@ -19,7 +19,9 @@ from spacy.training import Example
 from spacy.util import make_tempdir
 from thinc.api import Model
 
-from .util import BUILDERS, LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, train
+from .util import (
+    BUILDERS, LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, needs_listener, train,
+)
 
 NAME = "token_classifier"
 FAMILIES = sorted(BUILDERS)
@@ -526,12 +528,44 @@ def test_error_missing_directory(tmp_path):
         nlp.initialize(lambda: examples)
 
 
+def test_warning_tokenizer_without_vocabulary(wordpiece, tmp_path):
+    """A tokenizer whose vocabulary did not load (all pieces unknown) is
+    reported at initialize, not trained on in silence."""
+    import shutil
+    import warnings
+
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    broken = tmp_path / "specials_only"
+    broken.mkdir()
+    (broken / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf8")
+    tokenizer = AutoTokenizer.from_pretrained(str(wordpiece))
+    tokenizer = type(tokenizer).from_pretrained(str(broken), do_lower_case=False)
+    tokenizer.save_pretrained(str(broken))
+    config = BertConfig.from_pretrained(str(wordpiece))
+    config.vocab_size = 5
+    BertModel(config).save_pretrained(str(broken))
+    nlp = make_nlp(broken)
+    with pytest.warns(UserWarning, match="unknown piece") as record:
+        nlp.initialize(lambda: make_examples(nlp))
+    assert "model.tok2vec.name" in str(record[0].message)
+    # The working tokenizer gives no such warning.
+    nlp = make_nlp(wordpiece)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        nlp.initialize(lambda: make_examples(nlp))
+    shutil.rmtree(broken)
+
+
 def test_error_slow_tokenizer(wordpiece, monkeypatch):
     import transformers
-    from transformers import BertTokenizer
+
+    # The Python (slow) BERT tokenizer: BertTokenizer in transformers 4,
+    # BertTokenizerLegacy in 5, where BertTokenizer is the fast one.
+    slow_class = getattr(transformers, "BertTokenizerLegacy", transformers.BertTokenizer)
 
     def slow_tokenizer(*args, **kwargs):
-        return BertTokenizer(vocab_file=str(wordpiece / "vocab.txt"), do_lower_case=False)
+        return slow_class(vocab_file=str(wordpiece / "vocab.txt"), do_lower_case=False)
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", slow_tokenizer)
     nlp = make_nlp(wordpiece)
@@ -635,6 +669,7 @@ def test_add_label_before_initialize_is_kept(wordpiece):
 # spacy-transformers listener -----------------------------------------------------------
 
 
+@needs_listener
 def test_transformer_listener_trains(wordpiece):
     nlp = spacy.blank("en")
     nlp.add_pipe(

@@ -6,6 +6,7 @@ windows (see alignment.py) and converts arrays. `HFEncoderShim` makes the
 layer self-contained on disk: it saves the transformer config, weights and
 tokenizer files, and rebuilds them without the original model name.
 """
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
@@ -111,6 +112,24 @@ class HFEncoderShim(PyTorchShim):
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        """Run the encoder without gradients, in eval mode, thread-safely.
+
+        PyTorchShim.predict sets the module to eval(), runs it and sets it back
+        to train(): with several threads predicting on one pipeline (a served
+        model), one thread's end of prediction switched dropout on inside
+        another thread's forward pass, and the module was left in train mode
+        after every prediction. Here the module is put in eval mode and left
+        there; `begin_update` (training) puts it back in train mode. Training
+        and prediction on one pipeline in different threads at the same time
+        remain unsupported, as for any torch module.
+        """
+        if self._model.training:
+            self._model.eval()
+        with torch.no_grad():
+            with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
+                return self._model(*inputs.args, **inputs.kwargs)
 
     def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
         device = get_torch_default_device()
@@ -235,7 +254,39 @@ def hf_encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) 
         encoder, tokenizer = load_encoder(model.attrs["settings"].name)
         shim.set_encoder(encoder, tokenizer)
     check_window(model)
+    if X:
+        warn_if_mostly_unknown(shim, X, model.attrs["settings"].name)
     model.set_dim("nO", shim._model.transformer.config.hidden_size)
+
+
+# A share of unknown pieces above which the tokenizer cannot be the one the
+# encoder was trained with (or its vocabulary did not load).
+UNKNOWN_SHARE_WARNING = 0.5
+
+
+def warn_if_mostly_unknown(shim: "HFEncoderShim", docs: List[Doc], name: str) -> None:
+    """Warn when most word pieces of the sample docs are the unknown piece:
+    the model then sees almost no text, trains on nothing and says nothing.
+    (A tokenizer built with a keyword that transformers 5 renamed, e.g.
+    `BertTokenizerFast(vocab_file=...)`, loads a vocabulary of 5 pieces.)
+    """
+    unk_id = shim.tokenizer.unk_token_id
+    if unk_id is None:
+        return
+    pieces = tokenize_docs(shim.tokenizer, docs, shim.special.unk_id)
+    ids = [doc_ids for doc_ids, _ in pieces if len(doc_ids)]
+    n_pieces = sum(len(doc_ids) for doc_ids in ids)
+    if n_pieces < 20:
+        return
+    share = sum(int((doc_ids == unk_id).sum()) for doc_ids in ids) / n_pieces
+    if share > UNKNOWN_SHARE_WARNING:
+        warnings.warn(
+            f"[token_classifier] {share:.0%} of the word pieces of the initialization "
+            f"sample are the tokenizer's unknown piece: the encoder ('{name}', "
+            f"`model.tok2vec.name`) will see almost none of the text. Check that its "
+            f"tokenizer files hold the vocabulary the model was trained with "
+            f"(len(tokenizer) is {len(shim.tokenizer)})."
+        )
 
 
 def check_window(model: Model) -> None:
