@@ -234,7 +234,7 @@ def build_bare(encoder: str, docs: List, naive: bool = False) -> Runner:
 
     settings = DEFAULT_CONFIG["model"]["tok2vec"]
     tokenizer = AutoTokenizer.from_pretrained(encoder, use_fast=True)
-    special = prepare_tokenizer(tokenizer)  # as the component does
+    tokenizer, special = prepare_tokenizer(tokenizer)  # as the component does
     model = AutoModel.from_pretrained(encoder).eval()
 
     def prepare(docs) -> List[Tuple[Any, Any]]:
@@ -778,7 +778,7 @@ def layout(args) -> None:
     if args.min_padding is not None:
         alignment.MIN_PADDING = args.min_padding
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True)
-    special = alignment.prepare_tokenizer(tokenizer)  # as the component does
+    tokenizer, special = alignment.prepare_tokenizer(tokenizer)  # as the component does
     print(
         f"window {settings['window']}, stride {settings['stride']}, batch_pieces "
         f"{settings['batch_pieces']}, padding limit {alignment.MAX_PADDING:.0%} "

@@ -30,9 +30,16 @@ from spacy.tokens import Doc
 from spacy.util import SimpleFrozenDict
 
 from .annotation import OUTSIDE, scheme_labels
-from .layers.alignment import SpecialPieces
-from .layers.hf_encoder import EncoderSettings, HFEncoderShim, PieceEncoder, max_window
-from .pipeline import TokenClassifier
+from .layers.alignment import prepare_tokenizer
+from .layers.int8 import quantization_of
+from .layers.hf_encoder import (
+    EncoderSettings,
+    HFEncoderShim,
+    PieceEncoder,
+    fit_window,
+    max_window,
+)
+from .pipeline import DEFAULT_CONFIG, TokenClassifier
 
 # "B-PER", "I_WORK-OF-ART", "S-LOC": a scheme prefix, "-" or "_", the type.
 PREFIXED_LABEL = re.compile(r"^([BIESLU])[-_](.+)$")
@@ -285,6 +292,13 @@ def to_huggingface(
             f"to export. Train it (nlp.initialize() and nlp.update(), or spacy train), "
             f"or load a trained pipeline with spacy.load()."
         )
+    if quantization_of(shim._model.transformer) is not None:
+        raise ValueError(
+            f"[{pipe.name}] This pipeline's encoder is quantized to int8 "
+            f"(spacy_tokclf.quantize_encoder), and a quantized pipeline cannot be "
+            f"exported: Hugging Face models hold fp32 weights. Export the fp32 "
+            f"pipeline (the one saved before quantize_encoder) instead."
+        )
     settings: EncoderSettings = tok2vec.attrs["settings"]
     if settings.pooling != "first":
         raise ValueError(
@@ -413,15 +427,27 @@ def _component_config(
     tok2vec = model_cfg.setdefault("tok2vec", {})
     tok2vec["name"] = str(model_dir.resolve())
     if "window" not in tok2vec:
-        # The component's default window, or the longest the model reads.
-        special = SpecialPieces.from_tokenizer(tokenizer)
-        n_special = len(special.prefix) + len(special.suffix)
-        tok2vec["window"] = min(256, max_window(hf_model.config, tokenizer, n_special))
-        tok2vec.setdefault("stride", min(192, tok2vec["window"]))
+        # The component's default window, or the longest the model reads, with
+        # the stride scaled alike so that long documents' windows overlap.
+        # Special pieces are read after padding is off: a tokenizer.json that
+        # pads would otherwise count its padding as special pieces.
+        _, special = prepare_tokenizer(tokenizer)
+        defaults = DEFAULT_CONFIG["model"]["tok2vec"]
+        limit = max_window(_encoder_module(hf_model), tokenizer, special)
+        window, stride = fit_window(
+            defaults["window"], tok2vec.get("stride", defaults["stride"]), limit
+        )
+        tok2vec["window"] = window
+        tok2vec.setdefault("stride", stride)
     cfg["tasks"] = [imported.task]
     if imported.scheme is not None:
         cfg["scheme"] = imported.scheme
     return cfg
+
+
+def _encoder_module(hf_model: Any) -> torch.nn.Module:
+    """The model's encoder, as loaded (`model.bert`, `model.roberta`, ...)."""
+    return hf_model.base_model
 
 
 def _encoder_of(hf_model: Any) -> torch.nn.Module:

@@ -235,9 +235,10 @@ class TokenClassifier(TrainablePipe):
         if not any(len(doc) for doc in docs):
             empty = (numpy.zeros((0,), dtype="int64"), numpy.zeros((0,), dtype="float32"))
             return [{task: empty for task in self.tasks} for _ in docs]
-        scores = [self.model.ops.to_numpy(s) for s in self.model.predict(docs)]
+        scores = self.model.predict(docs)
         lengths = [len(s) for s in scores]
-        flat = numpy.concatenate(scores)
+        # One copy to the host per batch, not one per doc.
+        flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate(scores))
         # All docs' tokens at once: no loop over docs or tokens here.
         per_task = {}
         for task, cols in self._output_slices().items():
@@ -271,38 +272,74 @@ class TokenClassifier(TrainablePipe):
                 [strings.add(tag) for tag in self.task_labels("tag")], dtype="uint64"
             )
         for doc, prediction in zip(docs, predictions):
-            probs = doc._.get(PROBS_ATTR) or {}
-            probs[self.name] = {task: p.tolist() for task, (_, p) in prediction.items()}
-            doc._.set(PROBS_ATTR, probs)
+            # Per task, the tokens whose existing annotation is kept
+            # (overwrite = false): their probability is None, as the
+            # component assigned them nothing.
+            kept: Dict[str, numpy.ndarray] = {}
             if "ents" in prediction:
                 ids, token_probs = prediction["ents"]
-                self._set_ents(doc, label_spans(ids, token_probs, self.task_labels("ents")))
+                kept["ents"] = self._set_ents(
+                    doc, label_spans(ids, token_probs, self.task_labels("ents"))
+                )
             if "tag" in prediction and len(doc):
                 ids, _ = prediction["tag"]
                 new = tag_hashes[ids]
                 if not overwrite:
                     old = doc.to_array(TAG)
-                    new = numpy.where(old != 0, old, new)
+                    kept["tag"] = old != 0
+                    new = numpy.where(kept["tag"], old, new)
                 doc.from_array([TAG], new.reshape(-1, 1))
+            probs = doc._.get(PROBS_ATTR) or {}
+            probs[self.name] = {
+                task: _probs_list(p, kept.get(task)) for task, (_, p) in prediction.items()
+            }
+            doc._.set(PROBS_ATTR, probs)
 
-    def _set_ents(self, doc: Doc, spans: List[Tuple[int, int, str, float]]) -> None:
+    def _set_ents(self, doc: Doc, spans: List[Tuple[int, int, str, float]]) -> numpy.ndarray:
+        """Write the predicted entities to doc.spans[spans_key] (with scores)
+        and doc.ents, by the overwrite policy.
+
+        overwrite = true: both are replaced. overwrite = false: what is there
+        wins. doc.ents keeps its entities and takes the predicted ones that
+        overlap none of them (tokens with no entity status become "O"); an
+        existing span group under spans_key keeps its spans (and scores) and
+        takes the predicted spans that overlap none of them, so running the
+        component twice adds nothing. Without such a group, the group holds
+        every predicted entity, whatever was written to doc.ents.
+
+        RETURNS (numpy.ndarray): per token, whether its existing entity was kept.
+        """
+        key = self.cfg["spans_key"]
         predicted = [Span(doc, start, end, label=label) for start, end, label, _ in spans]
-        doc.spans[self.cfg["spans_key"]] = SpanGroup(
-            doc,
-            name=self.cfg["spans_key"],
-            spans=predicted,
-            attrs={"scores": [score for *_, score in spans]},
-        )
-        if self.cfg["overwrite"]:
-            doc.set_ents(predicted, default="outside")
-            return
-        # Existing entities win; tokens with no entity status become "O".
-        existing = list(doc.ents)
+        scores = [score for *_, score in spans]
         taken = numpy.zeros((len(doc),), dtype=bool)
+        if self.cfg["overwrite"]:
+            doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs={"scores": scores})
+            doc.set_ents(predicted, default="outside")
+            return taken
+        if key in doc.spans:
+            group = doc.spans[key]
+            old_scores = list(group.attrs.get("scores", [None] * len(group)))
+            if len(old_scores) != len(group):
+                old_scores = [None] * len(group)
+            in_group = numpy.zeros((len(doc),), dtype=bool)
+            for span in group:
+                in_group[span.start : span.end] = True
+            new = [i for i, s in enumerate(predicted) if not in_group[s.start : s.end].any()]
+            doc.spans[key] = SpanGroup(
+                doc,
+                name=key,
+                spans=list(group) + [predicted[i] for i in new],
+                attrs={**group.attrs, "scores": old_scores + [scores[i] for i in new]},
+            )
+        else:
+            doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs={"scores": scores})
+        existing = list(doc.ents)
         for ent in existing:
             taken[ent.start : ent.end] = True
-        kept = [s for s in predicted if not taken[s.start : s.end].any()]
-        doc.set_ents(existing + kept, default="outside")
+        added = [s for s in predicted if not taken[s.start : s.end].any()]
+        doc.set_ents(existing + added, default="outside")
+        return taken
 
     # Training ---------------------------------------------------------------
 
@@ -353,10 +390,15 @@ class TokenClassifier(TrainablePipe):
         examples = list(examples)
         validate_examples(examples, "TokenClassifier.get_loss")
         ops = self.model.ops
+        xp = ops.xp
+        if not scores:
+            return 0.0, []
         lengths = [len(s) for s in scores]
-        X = ops.to_numpy(ops.xp.concatenate(scores)) if scores else numpy.zeros((0, 0))
-        d_X = numpy.zeros_like(X)
-        loss = 0.0
+        # The math stays on the model's device; only the gold ids go there (once
+        # per task) and only the loss comes back (one scalar).
+        X = xp.concatenate(scores)
+        d_X = xp.zeros_like(X)
+        total = None
         for task, cols in self._output_slices().items():
             gold = numpy.concatenate(
                 [self._gold_ids(eg, task) for eg in examples]
@@ -366,17 +408,19 @@ class TokenClassifier(TrainablePipe):
             n_gold = int(has_gold.sum())
             if n_gold == 0:
                 continue
-            log_probs = _log_softmax(X[:, cols])
             rows = numpy.flatnonzero(has_gold)
-            loss += float(-log_probs[rows, gold[rows]].sum() / n_gold)
-            d = numpy.exp(log_probs)
-            d[rows, gold[rows]] -= 1.0
-            d[~has_gold] = 0.0
+            rows_d, gold_d = xp.asarray(rows), xp.asarray(gold[rows])
+            log_probs = _log_softmax(X[:, cols], xp)
+            task_loss = -log_probs[rows_d, gold_d].sum() / n_gold
+            total = task_loss if total is None else total + task_loss
+            d = xp.exp(log_probs)
+            d[rows_d, gold_d] -= 1.0
+            d[xp.asarray(~has_gold)] = 0.0
             d_X[:, cols] = d / n_gold
+        loss = 0.0 if total is None else float(total)
         if numpy.isnan(loss):
             raise ValueError(Errors.E910.format(name=self.name))
-        d_scores = numpy.split(d_X, numpy.cumsum(lengths)[:-1])
-        return loss, [ops.asarray2f(d) for d in d_scores]
+        return loss, list(xp.split(d_X, numpy.cumsum(lengths)[:-1].tolist()))
 
     def _gold_ids(self, example: Example, task: str) -> numpy.ndarray:
         """Gold label id per predicted token; -1 where the gold is missing."""
@@ -630,6 +674,15 @@ def _is_empty_list(examples: Any) -> bool:
     return isinstance(examples, (list, tuple)) and not examples
 
 
-def _log_softmax(scores: numpy.ndarray) -> numpy.ndarray:
+def _log_softmax(scores: Any, xp: Any = numpy) -> Any:
+    """Row-wise log-softmax with the array module of the scores (numpy/cupy)."""
     shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _probs_list(probs: numpy.ndarray, kept: Optional[numpy.ndarray]) -> List[Optional[float]]:
+    """Token probabilities as a list; None where the existing annotation was kept."""
+    values = probs.tolist()
+    if kept is None or not kept.any():
+        return values
+    return [None if k else v for v, k in zip(values, kept.tolist())]

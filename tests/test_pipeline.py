@@ -595,11 +595,20 @@ def test_error_tag_task_without_tags(wordpiece):
         nlp.initialize(lambda: examples)
 
 
-def test_error_window_too_large(wordpiece):
+def test_window_too_large_uses_the_longest_that_fits(wordpiece, caplog):
+    """A window longer than the model reads is fitted to the model, and the
+    log names the setting (it was an error before)."""
+    import logging
+
     nlp = make_nlp(wordpiece, tok2vec={"window": 100000, "stride": 100})
     examples = make_examples(nlp)
-    with pytest.raises(ValueError, match=r"model\.tok2vec\.window"):
+    with caplog.at_level(logging.WARNING, logger="spacy"):
         nlp.initialize(lambda: examples)
+    messages = [r.getMessage() for r in caplog.records if "model.tok2vec.window" in r.getMessage()]
+    assert len(messages) == 1 and "using window 510" in messages[0]
+    words = ["the"] * 1200
+    doc = nlp(" ".join(words))
+    assert len(doc._.tokclf_probs[NAME]["ents"]) == len(words)
 
 
 def test_error_predict_before_initialize(wordpiece):

@@ -9,6 +9,7 @@ A token for which the tokenizer yields no piece at all (whitespace, a lone
 zero-width or control character) is given the tokenizer's unknown piece, in
 place, so it still sits in context and still gets a vector.
 """
+import copy
 from dataclasses import dataclass
 from typing import Any, List, Sequence, Tuple
 
@@ -47,27 +48,62 @@ class SpecialPieces:
         content = [i for i, m in enumerate(mask) if not m]
         first, last = (content[0], content[-1]) if content else (len(mask), len(mask))
         pad_id = tokenizer.pad_token_id
-        unk_id = tokenizer.unk_token_id
-        if unk_id is None:
-            unk_id = pad_id if pad_id is not None else 0
         return cls(
             prefix=list(enc.ids[:first]),
             suffix=list(enc.ids[last + 1 :]),
             pad_id=pad_id if pad_id is not None else 0,
-            unk_id=unk_id,
+            unk_id=_stand_in_piece(tokenizer),
         )
 
 
-def prepare_tokenizer(tokenizer: Any) -> SpecialPieces:
-    """Switch off the padding and truncation that a tokenizer.json may turn on
-    (all-MiniLM-L6-v2's pads to 128): they would pad every window and silently
-    cut long documents. Windows and padding are laid out here instead.
-
-    RETURNS (SpecialPieces): the tokenizer's special pieces.
+def _stand_in_piece(tokenizer: Any) -> int:
+    """The piece given to a token that yields none: the unknown piece, else the
+    mask piece, else the piece of "?". Never the padding piece: for RoBERTa-like
+    models that id is also the padding index of the position table, so it would
+    shift the positions of every piece after it.
     """
+    for piece_id in (tokenizer.unk_token_id, tokenizer.mask_token_id):
+        if piece_id is not None:
+            return int(piece_id)
+    ids = tokenizer.backend_tokenizer.encode(["?"], is_pretokenized=True, add_special_tokens=False).ids
+    if ids and ids[0] != tokenizer.pad_token_id:
+        return int(ids[0])
+    raise ValueError(
+        f"[token_classifier] The tokenizer ({type(tokenizer).__name__}) has no unknown "
+        f"piece, no mask piece and no piece for '?': there is nothing to give a token "
+        f"that yields no word piece (whitespace, a control character). Set the "
+        f"tokenizer's `unk_token` and save it again."
+    )
+
+
+def prepare_tokenizer(tokenizer: Any) -> Tuple[Any, SpecialPieces]:
+    """A copy of the tokenizer with the padding and truncation that a
+    tokenizer.json may turn on switched off (all-MiniLM-L6-v2's pads to 128):
+    they would pad every window and silently cut long documents. Windows and
+    padding are laid out here instead. The tokenizer given is not changed.
+
+    RETURNS (Tuple[PreTrainedTokenizerFast, SpecialPieces]): the copy and its
+        special pieces (read after padding is off, so none is counted).
+    """
+    tokenizer = copy.deepcopy(tokenizer)
     tokenizer.backend_tokenizer.no_padding()
     tokenizer.backend_tokenizer.no_truncation()
-    return SpecialPieces.from_tokenizer(tokenizer)
+    return tokenizer, SpecialPieces.from_tokenizer(tokenizer)
+
+
+def check_no_truncation(tokenizer: Any) -> None:
+    """Raise if padding or truncation was switched on again after
+    prepare_tokenizer: a long doc would be cut, and its last tokens would get
+    the stand-in piece, without a word."""
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is not None or backend.padding is not None:
+        raise ValueError(
+            "[token_classifier] The encoder's tokenizer pads or truncates (its "
+            f"truncation is {backend.truncation}, padding {backend.padding}): a long "
+            "document would be cut silently. The component lays out windows and "
+            "padding itself; do not change `tokenizer.backend_tokenizer` of a loaded "
+            "pipeline (call no_truncation() and no_padding() to undo it)."
+        )
 
 
 def tokenize_docs(tokenizer: Any, docs: Sequence[Doc], unk_id: int) -> List[DocPieces]:
@@ -79,6 +115,7 @@ def tokenize_docs(tokenizer: Any, docs: Sequence[Doc], unk_id: int) -> List[DocP
     RETURNS (List[DocPieces]): per doc, piece ids and the token of each piece.
         Token indices are sorted and every token of the doc owns >= 1 piece.
     """
+    check_no_truncation(tokenizer)
     words = [[t.text for t in doc] for doc in docs if len(doc)]
     encodings = iter(
         tokenizer.backend_tokenizer.encode_batch(

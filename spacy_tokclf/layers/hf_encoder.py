@@ -13,10 +13,11 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+import numpy
 import srsly
 import torch
 from spacy.tokens import Doc
-from spacy.util import make_tempdir
+from spacy.util import logger, make_tempdir
 from thinc.api import (
     ArgsKwargs,
     Model,
@@ -45,10 +46,6 @@ class EncoderSettings:
     window: int
     stride: int
     batch_pieces: int
-
-
-# Models whose learned position table reserves the first rows for padding.
-_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
 
 class PieceEncoder(torch.nn.Module):
@@ -104,10 +101,15 @@ class HFEncoderShim(PyTorchShim):
 
     def __init__(self, model: Optional[PieceEncoder] = None, tokenizer: Any = None):
         super().__init__(model)
-        self.tokenizer = tokenizer
-        self.special: Optional[SpecialPieces] = (
-            prepare_tokenizer(tokenizer) if tokenizer is not None else None
-        )
+        self.tokenizer: Any = None
+        self.special: Optional[SpecialPieces] = None
+        # Word pieces per window the model reads (special pieces not counted).
+        self.window_limit: Optional[int] = None
+        self.window_fit_logged = False
+        if tokenizer is not None:
+            self.tokenizer, self.special = prepare_tokenizer(tokenizer)
+            if model is not None:
+                self.window_limit = max_window(model.transformer, self.tokenizer, self.special)
 
     @property
     def loaded(self) -> bool:
@@ -132,10 +134,19 @@ class HFEncoderShim(PyTorchShim):
                 return self._model(*inputs.args, **inputs.kwargs)
 
     def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
+        """Use this encoder and (a prepared copy of) this tokenizer."""
         device = get_torch_default_device()
-        self.special = prepare_tokenizer(tokenizer)
+        if device.type != "cpu" and quantization_of(model.transformer) is not None:
+            raise ValueError(
+                f"[token_classifier] This encoder is quantized to int8 "
+                f"(spacy_tokclf.quantize_encoder), which runs on the CPU only, but "
+                f"thinc's device is {device} (spacy.require_gpu() or prefer_gpu() was "
+                f"called). Load the int8 pipeline without require_gpu(), or load the "
+                f"fp32 pipeline (saved before quantize_encoder) on the GPU."
+            )
+        self.tokenizer, self.special = prepare_tokenizer(tokenizer)
         self._model = model.to(device)
-        self.tokenizer = tokenizer
+        self.window_limit = max_window(model.transformer, self.tokenizer, self.special)
 
     def to_bytes(self) -> bytes:
         if self._model is None:
@@ -238,14 +249,45 @@ def load_encoder(name: str) -> Tuple[PieceEncoder, Any]:
     return PieceEncoder(transformer), tokenizer
 
 
-def max_window(transformer_config: Any, tokenizer: Any, n_special: int) -> int:
-    """The longest window of pieces (without special pieces) the model takes."""
-    n_positions = getattr(transformer_config, "max_position_embeddings", None) or 512
-    n_positions -= _POSITION_OFFSET.get(transformer_config.model_type, 0)
+def position_limit(transformer: torch.nn.Module, tokenizer: Any) -> int:
+    """Positions (special pieces included) the model reads in one sequence.
+
+    Read from the model itself, so any model type works: a learned position
+    table (`*position_embeddings`, an Embedding) gives its rows, less the rows
+    before the first position when the table has a padding index (RoBERTa-like
+    models count positions from padding_idx + 1); without a table (relative or
+    rotary positions), the config's `max_position_embeddings`. A tokenizer that
+    says it reads fewer (`model_max_length`) lowers it; transformers' "no
+    limit" value (1e30) and a missing one are ignored.
+    """
+    limit: Optional[int] = None
+    for name, module in transformer.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            offset = 0 if module.padding_idx is None else module.padding_idx + 1
+            limit = module.num_embeddings - offset
+            break
+    if limit is None:
+        limit = getattr(transformer.config, "max_position_embeddings", None)
     model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and 0 < model_max < n_positions:
-        n_positions = model_max
-    return n_positions - n_special
+    if isinstance(model_max, int) and 0 < model_max < (limit or 10**6):
+        limit = model_max
+    return limit or 512
+
+
+def max_window(transformer: torch.nn.Module, tokenizer: Any, special: SpecialPieces) -> int:
+    """The longest window of pieces (without special pieces) the model takes."""
+    return position_limit(transformer, tokenizer) - len(special.prefix) - len(special.suffix)
+
+
+def fit_window(window: int, stride: int, limit: int) -> Tuple[int, int]:
+    """(window, stride) to use: the settings when the window fits the model;
+    else the longest window that fits, with the stride scaled down alike, so
+    neighbouring windows still overlap (by at least one piece)."""
+    stride = min(stride, window)
+    if window <= limit:
+        return window, stride
+    fitted_stride = max(1, min(limit - 1, (stride * limit) // window)) if limit > 1 else 1
+    return limit, fitted_stride
 
 
 def hf_encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
@@ -289,19 +331,29 @@ def warn_if_mostly_unknown(shim: "HFEncoderShim", docs: List[Doc], name: str) ->
         )
 
 
-def check_window(model: Model) -> None:
-    """Raise if the window setting is longer than the loaded encoder reads."""
+def check_window(model: Model) -> Tuple[int, int]:
+    """The (window, stride) the loaded encoder can read: the settings, or the
+    longest window that fits when `model.tok2vec.window` is longer (logged)."""
     shim: HFEncoderShim = model.shims[0]
     settings: EncoderSettings = model.attrs["settings"]
-    n_special = len(shim.special.prefix) + len(shim.special.suffix)
-    limit = max_window(shim._model.transformer.config, shim.tokenizer, n_special)
-    if settings.window > limit:
+    limit = shim.window_limit
+    if limit is None or limit < 1:
         raise ValueError(
-            f"[token_classifier] `model.tok2vec.window` is {settings.window} word pieces, "
-            f"but the encoder ('{settings.name}') reads at most {limit} pieces at a time "
-            f"({n_special} more are special pieces). Set `window = {limit}` or less; "
-            f"longer documents are still read whole, in overlapping windows."
+            f"[token_classifier] The encoder ('{settings.name}') reads no word pieces "
+            f"besides its special pieces (window limit {limit}): check its "
+            f"`max_position_embeddings` and its tokenizer's `model_max_length`."
         )
+    window, stride = fit_window(settings.window, settings.stride, limit)
+    if window != settings.window and not shim.window_fit_logged:
+        shim.window_fit_logged = True
+        logger.warning(
+            f"[token_classifier] `model.tok2vec.window` is {settings.window} word "
+            f"pieces, but the encoder ('{settings.name}') reads at most {limit} at a "
+            f"time (besides its special pieces): using window {window} and stride "
+            f"{stride}. Set `window = {window}` and `stride = {stride}` (or less) "
+            f"to choose them yourself; long documents are still read whole."
+        )
+    return window, stride
 
 
 def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
@@ -314,12 +366,12 @@ def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsK
             "component, or load a trained pipeline with `spacy.load()`."
         )
     settings: EncoderSettings = model.attrs["settings"]
-    check_window(model)
+    window, stride = check_window(model)
     layout = layout_pieces(
         tokenize_docs(shim.tokenizer, docs, shim.special.unk_id),
         shim.special,
-        window=settings.window,
-        stride=settings.stride,
+        window=window,
+        stride=stride,
         batch_pieces=settings.batch_pieces,
         pooling=settings.pooling,
     )
@@ -343,7 +395,9 @@ def convert_outputs(
     if not docs:
         return [], lambda dYs: ArgsKwargs(args=(), kwargs={})
     Y = torch2xp(output)
-    Ys = xp.split(Y, xp.cumsum(xp.asarray([len(doc) for doc in docs[:-1]], dtype="int64")))
+    # Split points as host ints: a device array of indices costs cupy one
+    # device-to-host sync per doc.
+    Ys = xp.split(Y, numpy.cumsum([len(doc) for doc in docs[:-1]], dtype="int64").tolist())
 
     def get_d_output(dYs: List[Floats2d]) -> ArgsKwargs:
         dY = xp2torch(xp.concatenate(dYs), device=output.device)
