@@ -24,6 +24,27 @@ def build_hf_encoder(
     stride: int = 192,
     batch_pieces: int = 4096,
 ) -> Tok2VecT:
+    """HFEncoder.v2 without sentence context: docs are read whole, in
+    windows, whatever their sentence boundaries."""
+    return build_hf_encoder_v2(
+        name=name,
+        pooling=pooling,
+        window=window,
+        stride=stride,
+        batch_pieces=batch_pieces,
+        context=None,
+    )
+
+
+@registry.architectures("spacy-tokclf.HFEncoder.v2")
+def build_hf_encoder_v2(
+    name: str,
+    pooling: str = "first",
+    window: int = 256,
+    stride: int = 192,
+    batch_pieces: int = 4096,
+    context: Optional[int] = None,
+) -> Tok2VecT:
     """A Hugging Face encoder that gives one vector per spaCy token. Nothing is
     loaded until the model is initialized.
 
@@ -35,6 +56,10 @@ def build_hf_encoder(
     stride (int): pieces between the starts of neighbouring windows of a long
         doc, at most: neighbours overlap by at least window - stride pieces.
     batch_pieces (int): padded word pieces per encoder call, at most.
+    context (Optional[int]): for docs with sentence boundaries (from the data,
+        a sentencizer, senter or parser), read each sentence with up to this
+        many pieces of its neighbours on each side (0: each sentence alone);
+        the same in training and prediction. None: ignore sentence boundaries.
     RETURNS (Model[List[Doc], List[Floats2d]]): the encoder.
     """
     if not name:
@@ -56,12 +81,18 @@ def build_hf_encoder(
         )
     if batch_pieces < 1:
         raise ValueError("[token_classifier] `model.tok2vec.batch_pieces` must be >= 1.")
+    if context is not None and not 0 <= context < window:
+        raise ValueError(
+            f"[token_classifier] `model.tok2vec.context` ({context}) must be between 0 "
+            f"and `model.tok2vec.window` - 1 ({window - 1}) pieces, or null to read "
+            f"docs whole without using their sentence boundaries."
+        )
     return Model(
         "hf_encoder",
         pytorch_forward,
         init=hf_encoder_init,
         attrs={
-            "settings": EncoderSettings(name, pooling, window, stride, batch_pieces),
+            "settings": EncoderSettings(name, pooling, window, stride, batch_pieces, context),
             "convert_inputs": convert_inputs,
             "convert_outputs": convert_outputs,
         },

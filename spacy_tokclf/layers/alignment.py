@@ -11,7 +11,7 @@ place, so it still sits in context and still gets a vector.
 """
 import copy
 from dataclasses import dataclass
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy
 
@@ -221,6 +221,63 @@ class PieceLayout:
     lengths: List[int]
 
 
+def sentence_windows(
+    n_pieces: int, sentence_starts: Sequence[int], *, context: int, window: int, stride: int
+) -> Tuple[List[Tuple[int, int]], numpy.ndarray]:
+    """Windows of one doc read sentence by sentence, with context.
+
+    sentence_starts: piece offset of each sentence's first piece (ascending,
+        the first 0).
+    context == 0: each sentence is read alone. context > 0: consecutive
+        sentences share a window as long as the window also holds `context`
+        pieces before the first and after the last of them (or the doc's
+        edge), so every sentence is read with at least `context` pieces of
+        its neighbours on each side, as far as the doc and the window allow.
+        Sharing keeps the extra pieces (and time) small: reading each sentence
+        in its own window would encode each context piece many times over.
+    A sentence longer than the window is read in overlapping windows over
+    itself (window_starts), as a doc without sentences is.
+
+    RETURNS (Tuple[List[Tuple[int, int]], numpy.ndarray]): the windows as
+        (start, end) piece offsets, ascending, and for each piece the index
+        of the window it takes its vector from.
+    """
+    edges = [int(s) for s in sentence_starts if 0 < int(s) < n_pieces]
+    bounds = list(zip([0] + edges, edges + [n_pieces]))
+    windows: List[Tuple[int, int]] = []
+    owners = numpy.zeros((n_pieces,), dtype="int64")
+    i = 0
+    while i < len(bounds):
+        a, b = bounds[i]
+        if b - a > window:
+            starts, length = window_starts(b - a, window, stride)
+            owners[a:b] = window_owners(b - a, starts, length) + len(windows)
+            windows.extend((a + int(s), a + int(s) + length) for s in starts)
+            i += 1
+            continue
+        j = i + 1
+        if context > 0:
+            # Add the next sentence while the core and its context still fit.
+            while j < len(bounds):
+                end = bounds[j][1]
+                if end - a + min(context, a) + min(context, n_pieces - end) > window:
+                    break
+                j += 1
+        b = bounds[j - 1][1]
+        budget = window - (b - a)
+        want_left, want_right = min(context, a), min(context, n_pieces - b)
+        if want_left + want_right <= budget:
+            left, right = want_left, want_right
+        else:
+            # Too little room for both sides: share it evenly.
+            left = min(want_left, max(budget // 2, budget - want_right))
+            right = min(want_right, budget - left)
+        owners[a:b] = len(windows)
+        windows.append((a - left, b + right))
+        i = j
+    return windows, owners
+
+
 def layout_pieces(
     doc_pieces: Sequence[DocPieces],
     special: SpecialPieces,
@@ -229,8 +286,16 @@ def layout_pieces(
     stride: int,
     batch_pieces: int,
     pooling: str,
+    sentence_starts: Optional[Sequence[Optional[Sequence[int]]]] = None,
+    context: Optional[int] = None,
 ) -> PieceLayout:
     """Cut each doc's pieces into windows and pack the windows into batches.
+
+    Without sentences (sentence_starts None, or None for a doc, or context
+    None) a doc is read in the fewest overlapping windows (window_starts).
+    With them, it is read sentence by sentence with `context` pieces around
+    each (sentence_windows); sentence_starts holds, per doc, the piece offset
+    of each sentence's first piece.
 
     Windows are sorted by length and packed so that no call holds more than
     `batch_pieces` padded positions (at least one window a call) and little
@@ -245,6 +310,14 @@ def layout_pieces(
         n = len(ids)
         if n == 0:
             doc_windows.append((len(windows), numpy.zeros((0,), dtype="int64")))
+            continue
+        sents = sentence_starts[d] if sentence_starts is not None else None
+        if sents is not None and context is not None:
+            spans, owner = sentence_windows(
+                n, sents, context=context, window=window, stride=stride
+            )
+            doc_windows.append((len(windows), owner))
+            windows.extend((d, s, e) for s, e in spans)
             continue
         starts, length = window_starts(n, window, stride)
         doc_windows.append((len(windows), window_owners(n, starts, length)))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import numpy
 import srsly
 import torch
+from spacy.attrs import SENT_START
 from spacy.tokens import Doc
 from spacy.util import logger, make_tempdir
 from thinc.api import (
@@ -46,6 +47,9 @@ class EncoderSettings:
     window: int
     stride: int
     batch_pieces: int
+    # Pieces of context on each side of a sentence, for docs with sentence
+    # boundaries; None: sentence boundaries are not used (HFEncoder.v1).
+    context: Optional[int] = None
 
 
 class PieceEncoder(torch.nn.Module):
@@ -356,6 +360,22 @@ def check_window(model: Model) -> Tuple[int, int]:
     return window, stride
 
 
+def sentence_piece_starts(
+    docs: List[Doc], pieces: List[Tuple[numpy.ndarray, numpy.ndarray]]
+) -> List[Optional[numpy.ndarray]]:
+    """Per doc, the piece offset of each sentence's first piece; None for a
+    doc without sentence boundaries (from the data, a sentencizer, senter or
+    parser), which is then read as a whole."""
+    out: List[Optional[numpy.ndarray]] = []
+    for doc, (_, owners) in zip(docs, pieces):
+        if len(doc) == 0 or not doc.has_annotation("SENT_START"):
+            out.append(None)
+            continue
+        token_starts = numpy.flatnonzero(doc.to_array(SENT_START) == 1)
+        out.append(numpy.searchsorted(owners, token_starts, side="left"))
+    return out
+
+
 def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     """List[Doc] -> PieceEncoder arguments; docs take no gradient."""
     shim: HFEncoderShim = model.shims[0]
@@ -367,13 +387,18 @@ def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsK
         )
     settings: EncoderSettings = model.attrs["settings"]
     window, stride = check_window(model)
+    pieces = tokenize_docs(shim.tokenizer, docs, shim.special.unk_id)
     layout = layout_pieces(
-        tokenize_docs(shim.tokenizer, docs, shim.special.unk_id),
+        pieces,
         shim.special,
         window=window,
         stride=stride,
         batch_pieces=settings.batch_pieces,
         pooling=settings.pooling,
+        sentence_starts=(
+            None if settings.context is None else sentence_piece_starts(docs, pieces)
+        ),
+        context=settings.context,
     )
     as_tensor = lambda a: torch.from_numpy(a).to(shim.device)
     args = (
