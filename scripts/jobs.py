@@ -1,6 +1,7 @@
 """The project's train / evaluate / check-package steps for each config.
 
     python scripts/jobs.py train CONFIG --encoder ENCODER --epochs N [--max-steps N] [--unit sentence|doc]
+    python scripts/jobs.py calibrate CONFIG [--unit sentence|doc] [--method auto|isotonic|platt|temperature]
     python scripts/jobs.py evaluate CONFIG [--unit sentence|doc]
     python scripts/jobs.py check-package CONFIG --name NAME --version VERSION
 
@@ -10,6 +11,9 @@ warm-up, linear decay) is sized to the training data and the epochs.
 evaluates on one doc per sentence, written beside them as *.sentences.spacy
 (on CoNLL-2003 with MiniLM this scored higher than whole documents: see
 README, "Side by side with the peers"); --unit doc uses the documents.
+`calibrate` fits the calibration of training/CONFIG/model-best on the dev set
+(spacy_tokclf.calibration) and saves training/CONFIG/model-calibrated, which
+`evaluate` compares with model-best and `package` packages.
 """
 import argparse
 import importlib
@@ -107,6 +111,20 @@ def train(args) -> None:
     )
 
 
+def calibrate(args) -> None:
+    """Fit the calibration of model-best on the dev set; save model-calibrated."""
+    from spacy_tokclf.calibration import calibrate_saved, summary_lines
+
+    _, dev_path = corpora(args.config, args.unit)
+    model = PROJECT / "training" / args.config / "model-best"
+    output = PROJECT / "training" / args.config / "model-calibrated"
+    fit_report = PROJECT / "metrics" / f"{args.config}_calibration_fit.json"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    report = calibrate_saved(model, dev_path, output, method=args.method, report_path=fit_report)
+    print(f"Calibrated {model.name} on {dev_path.name} (method {report['method']}): {output}")
+    print("\n".join(summary_lines(report)))
+
+
 def evaluate(args) -> None:
     from spacy.cli.evaluate import evaluate as spacy_evaluate
 
@@ -118,6 +136,14 @@ def evaluate(args) -> None:
     from evaluate_report import write_report
 
     write_report(model, dev_path, out.parent, args.config)
+    calibrated = PROJECT / "training" / args.config / "model-calibrated"
+    if calibrated.exists():
+        from calibration_report import write_calibration_report
+
+        write_calibration_report(
+            model, calibrated, dev_path, out.parent, args.config,
+            fit_report=out.parent / f"{args.config}_calibration_fit.json",
+        )
 
 
 def check_package(args) -> None:
@@ -157,6 +183,11 @@ if __name__ == "__main__":
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--unit", choices=["sentence", "doc"], default="sentence")
     p.set_defaults(func=train)
+    p = sub.add_parser("calibrate")
+    p.add_argument("config")
+    p.add_argument("--unit", choices=["sentence", "doc"], default="sentence")
+    p.add_argument("--method", choices=["auto", "isotonic", "platt", "temperature"], default="auto")
+    p.set_defaults(func=calibrate)
     p = sub.add_parser("evaluate")
     p.add_argument("config")
     p.add_argument("--gpu-id", type=int, default=-1)

@@ -1,5 +1,6 @@
 """spacy_tokclf: transformer token classification for spaCy."""
 from .architectures import build_hf_encoder, build_token_classifier
+from .calibration import calibrate
 from .extras import make_require_listener_extra
 from .huggingface import from_huggingface, to_huggingface
 from .pipeline import DEFAULT_CONFIG_STR, TokenClassifier, make_token_classifier
@@ -13,6 +14,7 @@ __all__ = [
     "TokenClassifier",
     "build_hf_encoder",
     "build_token_classifier",
+    "calibrate",
     "from_huggingface",
     "make_require_listener_extra",
     "make_token_classifier",

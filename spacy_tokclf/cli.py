@@ -1,4 +1,4 @@
-"""`python -m spacy tokclf-import` and `python -m spacy tokclf-export`.
+"""`python -m spacy tokclf-import`, `tokclf-export` and `tokclf-calibrate`.
 
 Registered through the `spacy_cli` entry point group (setup.cfg): spaCy's CLI
 loads every `spacy_cli` entry point before it parses the command line, and
@@ -69,4 +69,37 @@ def export_cli(
         f"Saved a Hugging Face token-classification model to {output_dir}",
         f"Load it with transformers.pipeline('token-classification', "
         f"model='{output_dir}', aggregation_strategy='first').",
+    )
+
+
+@app.command("tokclf-calibrate")
+def calibrate_cli(
+    # fmt: off
+    pipeline_dir: Path = Arg(..., help="Directory of a trained spaCy pipeline with a token_classifier", exists=True, file_okay=False),
+    dev_path: Path = Arg(..., help="Gold dev data (.spacy) to fit the calibration on; not the training data", exists=True),
+    output_dir: Path = Arg(..., help="Directory to write the calibrated pipeline to"),
+    component: Optional[str] = Opt(None, "--component", "-c", help="Name of the token_classifier; default: the only one"),
+    method: str = Opt("auto", "--method", "-m", help="Entity score map: 'isotonic', 'platt', 'temperature' (none), or 'auto' (the lowest cross-fitted entity ECE)"),
+    report: Optional[Path] = Opt(None, "--report", "-r", help="Write the fitted calibration and the ECEs before and after to this JSON file"),
+    # fmt: on
+):
+    """Calibrate a token_classifier's probabilities on a gold dev set: a
+    temperature per task (token probabilities, doc._.tokclf_probs) and a
+    monotone map of entity scores. Which entities and tags are predicted does
+    not change; the calibrated pipeline saves, loads and packages as usual.
+    """
+    from .calibration import calibrate_saved, summary_lines
+
+    try:
+        result = calibrate_saved(
+            pipeline_dir, dev_path, output_dir, component=component, method=method,
+            report_path=report,
+        )
+    except (OSError, ValueError) as err:
+        msg.fail(f"Could not calibrate '{pipeline_dir}'", str(err), exits=1)
+    temps = ", ".join(f"{t} {v:.3f}" for t, v in result["calibration"]["temperature"].items())
+    msg.good(
+        f"Saved the calibrated pipeline to {output_dir} (method {result['method']}, "
+        f"temperature {temps}; fitted on {result['n_docs']} docs of {dev_path})",
+        "\n".join(summary_lines(result)),
     )

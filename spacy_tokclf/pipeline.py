@@ -26,6 +26,7 @@ from .annotation import (
     split_label,
     transition_masks,
 )
+from .calibration import check_calibration, map_entity_scores, scale_log_probs, temperature_of
 from .scoring import score_token_classifier
 
 TASKS = ("ents", "tag")
@@ -66,6 +67,7 @@ DocPrediction = Dict[str, Tuple[numpy.ndarray, numpy.ndarray]]
         "scheme": "BIO",
         "overwrite": False,
         "spans_key": None,
+        "threshold": None,
         "scorer": DEFAULT_CONFIG["scorer"],
     },
     default_score_weights={
@@ -85,6 +87,7 @@ def make_token_classifier(
     scheme: str,
     overwrite: bool,
     spans_key: Optional[str],
+    threshold: Optional[float] = None,
     scorer: Optional[Callable],
 ) -> "TokenClassifier":
     """Create a token_classifier: a transformer encoder with one
@@ -96,6 +99,8 @@ def make_token_classifier(
     overwrite (bool): replace existing entities and tags.
     spans_key (Optional[str]): key in doc.spans for scored entities; None: the
         component's name.
+    threshold (Optional[float]): drop predicted entities scored under it;
+        None keeps all.
     scorer (Optional[Callable]): the scoring method.
     """
     return TokenClassifier(
@@ -106,6 +111,7 @@ def make_token_classifier(
         scheme=scheme,
         overwrite=overwrite,
         spans_key=spans_key,
+        threshold=threshold,
         scorer=scorer,
     )
 
@@ -123,6 +129,7 @@ class TokenClassifier(TrainablePipe):
         scheme: str = "BIO",
         overwrite: bool = False,
         spans_key: Optional[str] = None,
+        threshold: Optional[float] = None,
         scorer: Optional[Callable] = score_token_classifier,
     ) -> None:
         """Initialize the component. Nothing is loaded: see `initialize`.
@@ -134,6 +141,7 @@ class TokenClassifier(TrainablePipe):
         scheme (str): "BIO", "BILUO" or "IO".
         overwrite (bool): replace existing entities and tags.
         spans_key (Optional[str]): doc.spans key for scored entities.
+        threshold (Optional[float]): drop predicted entities scored under it.
         scorer (Optional[Callable]): the scoring method.
         """
         tasks = list(tasks)
@@ -150,6 +158,7 @@ class TokenClassifier(TrainablePipe):
                 f"{', '.join(repr(s) for s in SCHEMES)}, e.g. in a config file:\n"
                 f'    [components.{name}]\n    scheme = "BIO"'
             )
+        _check_threshold(name, threshold)
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -162,6 +171,15 @@ class TokenClassifier(TrainablePipe):
             "scheme": scheme,
             "overwrite": overwrite,
             "spans_key": spans_key if spans_key is not None else name,
+            # Entities scored under it are dropped (None: keep all).
+            "threshold": threshold,
+            # The threshold of the config the component was built from: a
+            # loaded pipeline keeps its saved threshold unless the config it
+            # is loaded with sets another one (see _merge_loaded_cfg).
+            "config_threshold": threshold,
+            # Fitted by spacy_tokclf.calibration.calibrate: None, or
+            # {"temperature": {task: T}, "entity_map": ...}.
+            "calibration": None,
         }
 
     # Labels -----------------------------------------------------------------
@@ -235,6 +253,42 @@ class TokenClassifier(TrainablePipe):
         if not any(len(doc) for doc in docs):
             empty = (numpy.zeros((0,), dtype="int64"), numpy.zeros((0,), dtype="float32"))
             return [{task: empty for task in self.tasks} for _ in docs]
+        decoded, lengths = self.predict_log_probs(docs)
+        calibration = self.cfg.get("calibration")
+        per_task = {}
+        for task, (log_probs, ids) in decoded.items():
+            # Calibration changes the probabilities reported for the labels
+            # chosen above, never the choice.
+            log_probs = scale_log_probs(log_probs, temperature_of(calibration, task))
+            probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids]).astype("float32")
+            per_task[task] = (ids, probs)
+        bounds = numpy.cumsum(lengths)[:-1]
+        split = {
+            task: list(zip(numpy.split(ids, bounds), numpy.split(probs, bounds)))
+            for task, (ids, probs) in per_task.items()
+        }
+        return [{task: split[task][i] for task in self.tasks} for i in range(len(docs))]
+
+    def predict_log_probs(
+        self, docs: List[Doc]
+    ) -> Tuple[Dict[str, Tuple[numpy.ndarray, numpy.ndarray]], List[int]]:
+        """Uncalibrated label log-probabilities and the decoded label ids of
+        all tokens of the docs, the docs' rows one after another (what
+        `predict` and calibration start from).
+
+        docs (List[Doc]): the docs.
+        RETURNS: task -> (log_probs [n_tokens, n_labels], ids [n_tokens]), and
+            the docs' lengths.
+        """
+        if not any(len(doc) for doc in docs):
+            empty = {
+                task: (
+                    numpy.zeros((0, len(self.task_labels(task))), dtype="float32"),
+                    numpy.zeros((0,), dtype="int64"),
+                )
+                for task in self.tasks
+            }
+            return empty, [len(doc) for doc in docs]
         scores = self.model.predict(docs)
         lengths = [len(s) for s in scores]
         # One copy to the host per batch, not one per doc.
@@ -248,14 +302,8 @@ class TokenClassifier(TrainablePipe):
                 ids = constrained_decode_docs(log_probs, lengths, *masks)
             else:
                 ids = log_probs.argmax(axis=1)
-            probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids]).astype("float32")
-            per_task[task] = (ids, probs)
-        bounds = numpy.cumsum(lengths)[:-1]
-        split = {
-            task: list(zip(numpy.split(ids, bounds), numpy.split(probs, bounds)))
-            for task, (ids, probs) in per_task.items()
-        }
-        return [{task: split[task][i] for task in self.tasks} for i in range(len(docs))]
+            per_task[task] = (log_probs, ids)
+        return per_task, lengths
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocPrediction]) -> None:
         """Write entities to doc.ents and doc.spans[spans_key] (with scores),
@@ -278,9 +326,10 @@ class TokenClassifier(TrainablePipe):
             kept: Dict[str, numpy.ndarray] = {}
             if "ents" in prediction:
                 ids, token_probs = prediction["ents"]
-                kept["ents"] = self._set_ents(
-                    doc, label_spans(ids, token_probs, self.task_labels("ents"))
+                spans = self._score_entities(
+                    label_spans(ids, token_probs, self.task_labels("ents"))
                 )
+                kept["ents"] = self._set_ents(doc, spans)
             if "tag" in prediction and len(doc):
                 ids, _ = prediction["tag"]
                 new = tag_hashes[ids]
@@ -294,6 +343,22 @@ class TokenClassifier(TrainablePipe):
                 task: _probs_list(p, kept.get(task)) for task, (_, p) in prediction.items()
             }
             doc._.set(PROBS_ATTR, probs)
+
+    def _score_entities(
+        self, spans: List[Tuple[int, int, str, float]]
+    ) -> List[Tuple[int, int, str, float]]:
+        """The decoded entities with calibrated scores (when the component is
+        calibrated), less those scored under `threshold`."""
+        calibration = self.cfg.get("calibration")
+        threshold = self.cfg.get("threshold")
+        if not spans or (threshold is None and not (calibration or {}).get("entity_map")):
+            return spans
+        scores = map_entity_scores(calibration, [span[3] for span in spans]).tolist()
+        return [
+            (start, end, label, score)
+            for (start, end, label, _), score in zip(spans, scores)
+            if threshold is None or score >= threshold
+        ]
 
     def _set_ents(self, doc: Doc, spans: List[Tuple[int, int, str, float]]) -> numpy.ndarray:
         """Write the predicted entities to doc.spans[spans_key] (with scores)
@@ -565,7 +630,7 @@ class TokenClassifier(TrainablePipe):
             cfg = srsly.read_json(p)
             if not isinstance(cfg, dict) or not {"tasks", "scheme", "labels"} <= set(cfg):
                 raise ValueError('it is not a JSON object with "tasks", "scheme" and "labels"')
-            self.cfg.update(cfg)
+            self._merge_loaded_cfg(cfg)
 
         deserialize = {
             # spaCy's default reader skips a missing cfg: labels would then be
@@ -589,9 +654,32 @@ class TokenClassifier(TrainablePipe):
         exclude (Iterable[str]): names of serialization fields to skip.
         RETURNS (TokenClassifier): the loaded component.
         """
+        given = self.cfg.get("config_threshold")
         super().from_bytes(bytes_data, exclude=exclude)
+        self._keep_config_threshold(given)
         self._check_cfg("The component's cfg")
         return self
+
+    def _merge_loaded_cfg(self, saved: Dict[str, Any]) -> None:
+        given = self.cfg.get("config_threshold")
+        self.cfg.update(saved)
+        self._keep_config_threshold(given)
+
+    def _keep_config_threshold(self, given: Optional[float]) -> None:
+        """After loading a saved cfg: the saved threshold stands (a threshold
+        set on the component before it was saved is kept), unless the config
+        the pipeline is loaded with sets another threshold than the one it was
+        saved with, as `spacy.load(path, config={"components": {name:
+        {"threshold": 0.8}}})` does: then that one wins."""
+        saved = self.cfg.get("config_threshold")
+        # Compared with a tolerance: srsly's JSON reader can be one ulp off.
+        same = saved == given or (
+            isinstance(saved, (int, float)) and isinstance(given, (int, float))
+            and abs(saved - given) <= 1e-9
+        )
+        if not same:
+            self.cfg["threshold"] = given
+        self.cfg["config_threshold"] = given
 
     def _check_cfg(self, source: str) -> None:
         """Raise if the loaded cfg is not valid or does not describe the loaded
@@ -607,8 +695,20 @@ class TokenClassifier(TrainablePipe):
                 and cfg["scheme"] in SCHEMES
                 and all(isinstance(label, str) for task in tasks for label in cfg["labels"][task])
             )
-        except (KeyError, TypeError):
-            valid = False
+            problem = check_calibration(cfg.get("calibration"), tasks)
+            threshold = cfg.get("threshold")
+            if threshold is not None and not (
+                isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0
+            ):
+                problem = f"threshold must be null or a number in [0, 1], not {threshold!r}"
+        except (KeyError, TypeError, AttributeError):
+            valid, problem = False, None
+        if valid and problem:
+            raise ValueError(
+                f"[{self.name}] {source} is not valid: {problem}. Copy the pipeline "
+                f"directory again from where it was saved, or calibrate it again "
+                f"(python -m spacy tokclf-calibrate)."
+            )
         if not valid:
             raise ValueError(
                 f"[{self.name}] {source} does not hold valid settings: it needs "
@@ -667,6 +767,19 @@ def _read_saved(name: str, path: Path, read: Callable[[Path], Any]) -> Any:
             f"again from where it was saved, or save the pipeline again with "
             f"nlp.to_disk()."
         ) from err
+
+
+def _check_threshold(name: str, threshold: Any) -> None:
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+        0.0 <= threshold <= 1.0
+    ):
+        raise ValueError(
+            f"[{name}] Invalid setting `threshold = {threshold!r}`. Use null (keep "
+            f"every entity) or a score in [0, 1]; entities scored under it are "
+            f"dropped. In a config file:\n    [components.{name}]\n    threshold = 0.5"
+        )
 
 
 def _is_empty_list(examples: Any) -> bool:
