@@ -788,6 +788,12 @@ def layout(args) -> None:
         docs = read_docs(DEV, spacy.blank("en").vocab, unit)
         pieces = alignment.tokenize_docs(tokenizer, docs, special.unk_id)
         n_pieces = sum(len(ids) for ids, _ in pieces)
+        sentence_starts = None
+        if args.context is not None:
+            # The docs' gold sentence boundaries, as HFEncoder.v2 reads them.
+            from spacy_tokclf.layers.hf_encoder import sentence_piece_starts
+
+            sentence_starts = sentence_piece_starts(docs, pieces)
         calls = padded = real = windows = 0
         for i in range(0, len(pieces), args.batch_size):
             part = alignment.layout_pieces(
@@ -797,6 +803,10 @@ def layout(args) -> None:
                 stride=settings["stride"],
                 batch_pieces=settings["batch_pieces"],
                 pooling=settings["pooling"],
+                sentence_starts=(
+                    None if sentence_starts is None else sentence_starts[i : i + args.batch_size]
+                ),
+                context=args.context,
             )
             calls += len(part.batches)
             padded += sum(ids.size for ids, _ in part.batches)
@@ -891,6 +901,10 @@ if __name__ == "__main__":
     p.add_argument("--batch-size", type=int, default=1000, help="docs per nlp.pipe batch")
     p.add_argument("--max-padding", type=float, default=None, help="override MAX_PADDING")
     p.add_argument("--min-padding", type=int, default=None, help="override MIN_PADDING")
+    p.add_argument(
+        "--context", type=int, default=None,
+        help="read docs sentence by sentence with this many pieces of context (HFEncoder.v2)",
+    )
     p.set_defaults(func=layout)
     p = sub.add_parser("int8-accuracy", help="entity F1 in fp32 and int8")
     p.add_argument("--model", default=str(PROJECT / "training" / "ner" / "model-best"))
