@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (each sets up what it needs in .venv first):
 #   make all    set up, then run the project's `all` workflow offline
-#               (data -> convert -> train -> evaluate -> package)
+#               (data -> convert -> train -> calibrate -> evaluate -> package)
 #   make test   set up, then run the test suite
 # and, for the spacy-transformers listener stack (transformers < 4.53.3):
 #   make test-listener   the same suite in .venv-listener, listener tests included
