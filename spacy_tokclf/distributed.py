@@ -345,6 +345,9 @@ class DataParallel:
             for name, proc in self.components
             if isinstance(proc, TokenClassifier)
         }
+        # Seconds spent, summed over steps: forward and backward on the shard,
+        # the gradient all-reduce, the optimizer.
+        self.timings = {"steps": 0, "update": 0.0, "all_reduce": 0.0, "optimizer": 0.0}
 
     @contextmanager
     def weighted_losses(self) -> Iterator[None]:
@@ -382,6 +385,7 @@ class DataParallel:
         """
         if losses is None:
             losses = {}
+        start = timer()
         shard = shard_batch(batch, self.rank, self.world_size)
         counts = {name: loss.gold_counts(shard) for name, loss in self.losses.items()}
         keys = [(name, task) for name, c in counts.items() for task in c]
@@ -406,11 +410,17 @@ class DataParallel:
             step_losses.get(name, 0.0) * (1.0 if name in self.losses else 1.0 / self.world_size)
             for name in names
         ]
+        updated = timer()
         sums = self.sync.all_reduce_gradients(scaled)
+        reduced = timer()
         for name, proc in self.components:
             proc.finish_update(sgd)
         for name, value in zip(names, sums):
             losses[name] = losses.get(name, 0.0) + value
+        self.timings["steps"] += 1
+        self.timings["update"] += updated - start
+        self.timings["all_reduce"] += reduced - updated
+        self.timings["optimizer"] += timer() - reduced
         return losses
 
 
@@ -422,6 +432,7 @@ def train_distributed(
     stdout: IO = sys.stdout,
     stderr: IO = sys.stderr,
     bucket_mb: float = BUCKET_MB,
+    timings: Optional[Dict[str, Any]] = None,
 ) -> Tuple[Language, Optional[Path]]:
     """Train an initialized pipeline on this process's share of the data, as
     one of the processes of the default process group (or alone, without
@@ -434,6 +445,9 @@ def train_distributed(
     use_gpu (int): this process's GPU id, or -1.
     stdout (IO), stderr (IO): where rank 0 logs (other ranks are silent).
     bucket_mb (float): megabytes per all_reduce call.
+    timings (Optional[Dict[str, Any]]): filled with this rank's seconds per
+        part of the steps (DataParallel.timings), the world size and the
+        number of values summed per step.
     RETURNS (Tuple[Language, Optional[Path]]): the pipeline and, on rank 0,
         the path of model-last.
     """
@@ -565,6 +579,20 @@ def train_distributed(
             finalize_logger()
             save_checkpoint(False)
     parallel.sync.check_in_sync()
+    steps = max(1, parallel.timings["steps"])
+    if timings is not None:
+        timings.update(parallel.timings, world_size=world_size, values=parallel.sync.n_values)
+    if main:
+        part = {k: 1000 * v / steps for k, v in parallel.timings.items() if k != "steps"}
+        stdout.write(
+            msg.info(
+                f"Per step on rank 0 (ms): {part['update']:.0f} forward and backward on "
+                f"the shard, {part['all_reduce']:.0f} gradient all-reduce "
+                f"({4 * parallel.sync.n_values / 1e6:.1f} MB in fp32), "
+                f"{part['optimizer']:.0f} optimizer"
+            )
+            + "\n"
+        )
     if optimizer.averages:
         nlp.use_params(optimizer.averages)
     if main and output_path is not None:
@@ -599,6 +627,7 @@ def train_from_config(
     overrides: Optional[Dict[str, Any]] = None,
     gpu_id: int = -1,
     code_path: Optional[Path] = None,
+    timings: Optional[Dict[str, Any]] = None,
 ) -> Optional[Path]:
     """Initialize the pipeline of a training config and train it with
     `train_distributed`, in the current process group (each rank calls it)."""
@@ -619,7 +648,7 @@ def train_from_config(
         output_path = Path(output_path)
         if rank == 0:
             output_path.mkdir(parents=True, exist_ok=True)
-    _, last = train_distributed(nlp, output_path, use_gpu=gpu_id)
+    _, last = train_distributed(nlp, output_path, use_gpu=gpu_id, timings=timings)
     return last
 
 
