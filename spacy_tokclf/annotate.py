@@ -347,6 +347,17 @@ def _entities(doc: Doc, spec: OutputSpec) -> List[dict]:
     ]
 
 
+def within_length(chunk: List[InputRow], max_length: int) -> List[InputRow]:
+    """The chunk, with an error for each text longer than nlp.max_length
+    (spaCy would refuse it and stop the whole batch)."""
+    return [
+        InputRow(row.id, None, f"text too long: {len(row.text)} characters, over nlp.max_length {max_length}")
+        if row.error is None and len(row.text) > max_length
+        else row
+        for row in chunk
+    ]
+
+
 def chunk_texts(chunk: List[InputRow]) -> List[str]:
     """The texts nlp.pipe reads for a chunk: "" (an empty doc) for a row with
     an error, so that every row keeps its place in the batch."""
@@ -357,6 +368,7 @@ def annotate_chunk(
     nlp: Language, chunk: List[InputRow], spec: OutputSpec, name: Optional[str], batch_size: int
 ) -> List[dict]:
     """Annotate one chunk (at most batch_size rows) as one nlp.pipe batch."""
+    chunk = within_length(chunk, nlp.max_length)
     docs = nlp.pipe(chunk_texts(chunk), batch_size=batch_size)
     return [output_row(doc, row, spec, name) for doc, row in zip(docs, chunk)]
 
@@ -366,6 +378,7 @@ def annotate_chunk_docs(
 ) -> List[Doc]:
     """Annotate one chunk; the docs, each with its output row's id, file and
     error in doc.user_data (for DocBin output)."""
+    chunk = within_length(chunk, nlp.max_length)
     docs = list(nlp.pipe(chunk_texts(chunk), batch_size=batch_size))
     for doc, row in zip(docs, chunk):
         _tag_doc(doc, output_row(doc, row, spec, name))
@@ -554,7 +567,7 @@ def annotate_local(
     start = time.perf_counter()
     # Each file's last chunk is padded with empty docs to batch_size, so that
     # nlp.pipe's batches are the chunks the Ray engine annotates.
-    padded = _padded_stream(files, inputs, batch_size, text_field, id_field)
+    padded = _padded_stream(files, inputs, batch_size, text_field, id_field, nlp.max_length)
     texts, metas = tee(padded)
     bar = _progress_bar(progress)
     writer = Writer(output, fmt, spec, nlp.vocab)
@@ -580,13 +593,19 @@ def annotate_local(
 
 
 def _padded_stream(
-    files: List[Path], root: Path, batch_size: int, text_field: str, id_field: str
+    files: List[Path],
+    root: Path,
+    batch_size: int,
+    text_field: str,
+    id_field: str,
+    max_length: int,
 ) -> Iterator[Tuple[str, Optional[Tuple[InputRow, Optional[str], bool]]]]:
     """(text, (row, file name, last row of its chunk) or None for padding)."""
     for path in files:
         for name, chunk in file_chunks(
             path, root, batch_size, text_field=text_field, id_field=id_field
         ):
+            chunk = within_length(chunk, max_length)
             for i, (text, row) in enumerate(zip(chunk_texts(chunk), chunk)):
                 yield text, (row, name, i == len(chunk) - 1)
             for _ in range(batch_size - len(chunk)):

@@ -186,13 +186,17 @@ def test_parquet_directory_input(local_outputs, parquet_dir):
 
 def test_text_input(model_dir, tmp_path):
     # Plain text: one document a line, the id is the line number, empty lines are bad rows.
+    # A text over nlp.max_length is a bad row too (spaCy would stop the batch).
     text = tmp_path / "in.txt"
-    text.write_text(f"{TEXTS[0]}\n\n{TEXTS[1]}\r\n", encoding="utf8")
+    text.write_text(f"{TEXTS[0]}\n\n{TEXTS[1]}\r\n{'word ' * 30}\n", encoding="utf8")
     nlp = spacy.load(model_dir)
+    nlp.max_length = 100
     counts = annotate_local(nlp, text, tmp_path / "out.jsonl", progress=False, log=lambda s: None)
     rows = read_output(tmp_path / "out.jsonl")
-    assert [(r["id"], r["error"]) for r in rows] == [(0, None), (1, "empty text"), (2, None)]
-    assert (counts.rows, counts.annotated, counts.errors) == (3, 2, {"empty text": 1})
+    assert [(r["id"], r["error"]) for r in rows[:3]] == [(0, None), (1, "empty text"), (2, None)]
+    assert rows[3]["error"].startswith("text too long: 150 characters")
+    assert (counts.rows, counts.annotated) == (4, 2)
+    assert counts.errors == {"empty text": 1, "text too long": 1}
 
 
 def test_cli_local_docbin(model_dir, corpus, tmp_path):
