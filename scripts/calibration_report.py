@@ -13,7 +13,8 @@ metrics/:
 - <name>_reliability.png: reliability diagrams, before and after;
 - <name>_threshold.png: precision / recall / F1 against the threshold;
 - <name>_errors.html: the error-analysis page of the calibrated pipeline
-  (scripts/error_page.py).
+  (scripts/error_page.py): every error counted, the first 1,000 docs with an
+  error shown.
 """
 import argparse
 import json
@@ -28,6 +29,8 @@ from error_page import doc_record, write_error_page
 from spacy_tokclf.calibration import find_component
 from spacy_tokclf.metrics import THRESHOLDS, calibration_summary, threshold_table
 
+# Docs with errors shown on the error page, at most (all are counted).
+ERROR_PAGE_DOCS = 1000
 # Thresholds of the plot (the table uses metrics.THRESHOLDS).
 PLOT_THRESHOLDS = numpy.round(numpy.arange(0.0, 1.0, 0.01), 2).tolist() + [0.995, 0.999]
 
@@ -125,6 +128,7 @@ def write_calibration_report(
         counts = write_error_page(
             results["after"]["records"], out_dir / f"{name}_errors.html",
             f"Entity errors: {Path(after_path).name} on {Path(dev_path).name}",
+            limit=ERROR_PAGE_DOCS,
         )
         report["error_counts"] = counts
     if fit_report is not None and Path(fit_report).exists():
