@@ -140,6 +140,7 @@ def write_calibration_report(
                 method: {k: v["ece"] for k, v in (info["cross_fitted"] or {}).items()}
                 for method, info in fit["methods"].items()
             },
+            "uncalibrated_ece": {k: v["ece"] for k, v in fit["uncalibrated"].items()},
             "in_sample_ece": {
                 method: {k: v["ece"] for k, v in info["in_sample"].items()}
                 for method, info in fit["methods"].items()
@@ -172,12 +173,23 @@ def markdown(report: Dict) -> str:
         f"Same entities before and after: {report['same_entities']}; same tags: {report['same_tags']}."
     )
     if "fit" in report:
-        lines += ["", "Cross-fitted ECE (2 folds: fitted on one half of the dev docs, measured on the other):", "",
-                  "| method | " + " | ".join(_keys(report)) + " |",
-                  "| --- |" + " ---: |" * len(_keys(report))]
-        for method, eces in report["fit"]["cross_fitted_ece"].items():
-            chosen = " (chosen)" if method == report["fit"]["method"] else ""
-            lines.append(f"| {method}{chosen} | " + " | ".join(f"{eces.get(k, float('nan')):.4f}" for k in _keys(report)) + " |")
+        fit, keys = report["fit"], _keys(report)
+        lines += ["", "ECE of the calibration step (`*_tokens`: per token, the probability of "
+                  "its decoded label against the gold label), uncalibrated, then each method "
+                  "fitted and measured on the whole dev set (in-sample) and cross-fitted "
+                  "(2 folds: fitted on one half of the dev docs, measured on the other):", "",
+                  "| method | " + " | ".join(f"{k} in-sample | {k} cross-fitted" for k in keys) + " |",
+                  "| --- |" + " ---: | ---: |" * len(keys),
+                  "| uncalibrated | " + " | ".join(f"{fit['uncalibrated_ece'][k]:.4f} | -" for k in keys) + " |"]
+        for method, eces in fit["cross_fitted_ece"].items():
+            chosen = " (chosen)" if method == fit["method"] else ""
+            lines.append(
+                f"| {method}{chosen} | "
+                + " | ".join(f"{fit['in_sample_ece'][method][k]:.4f} | {eces.get(k, float('nan')):.4f}" for k in keys)
+                + " |"
+            )
+        lines.append("")
+        lines.append("Temperatures: " + ", ".join(f"{t} {v:.3f}" for t, v in fit["temperature"].items()) + ".")
     if "thresholds" in report:
         lines += ["", "Threshold on the calibrated entity score (entities scored under it are dropped):", "",
                   "| threshold | entities kept | dropped | P | R | F1 |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
