@@ -402,3 +402,25 @@ def test_error_page_marks_each_kind(tmp_path):
     for cls in ("missed", "spurious", "wtype", "wbound"):
         assert f'class="ent {cls}"' in html
     assert ">0.61<" in html and ">0.55<" in html and ">0.97<" in html
+
+
+def test_tag_only_pipeline(tmp_path, encoders):
+    """Without entities: a temperature for tags, no entity map; the report
+    has token ECE for tags and no threshold table or error page."""
+    nlp = make_nlp(encoders["wordpiece"], tasks=["tag"])
+    train(nlp, make_examples(nlp), n_iter=12)
+    nlp.to_disk(tmp_path / "before")
+    dev = write_dev(nlp, tmp_path / "dev.spacy")
+    from spacy_tokclf.calibration import calibrate_saved
+
+    fit = calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
+    assert fit["method"] == "temperature" and fit["calibration"]["entity_map"] is None
+    assert set(fit["uncalibrated"]) == {"tag_tokens"}
+    report = calibration_report.write_calibration_report(
+        tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "tagger", tmp_path / "fit.json"
+    )
+    assert report["same_tags"] and set(report["calibration"]) == {"tag_tokens"}
+    cal = report["calibration"]["tag_tokens"]
+    assert cal["after"]["ece"] == pytest.approx(fit["methods"]["temperature"]["in_sample"]["tag_tokens"]["ece"], abs=1e-5)
+    assert (tmp_path / "metrics" / "tagger_reliability.png").exists()
+    assert not (tmp_path / "metrics" / "tagger_errors.html").exists()
