@@ -57,9 +57,8 @@ class OutputSpec:
     ents: bool
     tags: bool
     score_keys: Tuple[str, ...]
-    # "int64" (line numbers, or a Parquet id column of that type), "string"
-    # (ids read from JSON; JSON output keeps their JSON type), or an Arrow type
-    # string read from a Parquet input's schema.
+    # The Arrow type of ids in Parquet output: "int64" (line numbers, integer
+    # Parquet ids) or "string" (anything else; JSON output keeps ids as read).
     id_type: str = "int64"
     with_file: bool = False
 
@@ -373,18 +372,6 @@ def annotate_chunk(
     return [output_row(doc, row, spec, name) for doc, row in zip(docs, chunk)]
 
 
-def annotate_chunk_docs(
-    nlp: Language, chunk: List[InputRow], spec: OutputSpec, name: Optional[str], batch_size: int
-) -> List[Doc]:
-    """Annotate one chunk; the docs, each with its output row's id, file and
-    error in doc.user_data (for DocBin output)."""
-    chunk = within_length(chunk, nlp.max_length)
-    docs = list(nlp.pipe(chunk_texts(chunk), batch_size=batch_size))
-    for doc, row in zip(docs, chunk):
-        _tag_doc(doc, output_row(doc, row, spec, name))
-    return docs
-
-
 def _tag_doc(doc: Doc, row: dict) -> None:
     doc.user_data["id"] = row["id"]
     doc.user_data["error"] = row["error"]
@@ -464,7 +451,7 @@ class Writer:
     through it, so they write the same bytes for the same rows.
     """
 
-    def __init__(self, output: Path, fmt: str, spec: OutputSpec, vocab: Any = None):
+    def __init__(self, output: Path, fmt: str, spec: OutputSpec):
         output = Path(output)
         if fmt != "docbin" and not output.suffix:
             output.mkdir(parents=True, exist_ok=True)
@@ -570,7 +557,7 @@ def annotate_local(
     padded = _padded_stream(files, inputs, batch_size, text_field, id_field, nlp.max_length)
     texts, metas = tee(padded)
     bar = _progress_bar(progress)
-    writer = Writer(output, fmt, spec, nlp.vocab)
+    writer = Writer(output, fmt, spec)
     threads = _torch_threads_per_process(n_process)
     try:
         docs = nlp.pipe((t for t, _ in texts), batch_size=batch_size, n_process=n_process)
