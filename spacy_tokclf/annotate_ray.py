@@ -168,8 +168,8 @@ def annotate_ray(
     """Annotate a corpus with Ray Data: a pool of `workers` actors, each with
     the pipeline loaded once.
 
-    Connects to the cluster named by RAY_ADDRESS, or to a running local one
-    (`ray start --head`); without either, starts a local cluster with
+    Connects to the cluster named by RAY_ADDRESS ("auto": the one started on
+    this machine with `ray start`); without it, starts a local cluster with
     workers x cpus_per_worker CPUs and shuts it down at the end.
 
     model (str): a pipeline package name or directory, loadable on every node.
