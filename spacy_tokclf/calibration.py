@@ -9,15 +9,16 @@ then applies at prediction time, and stores it in `pipe.cfg["calibration"]`
   minimising the negative log-likelihood of the gold labels;
 - a monotone map of entity scores (the mean probability of an entity's
   token labels, after the temperature) to the probability that the entity is
-  right (span and type): isotonic regression ("isotonic", piecewise linear
-  between the fitted steps) or logistic regression on the logit of the score
-  ("platt"), fitted on the dev entities labelled right or wrong. "temperature"
-  fits no map.
+  right (span and type): centered isotonic regression ("isotonic", piecewise
+  linear through the centres of the isotonic steps) or logistic regression on
+  the logit of the score ("platt"), fitted on the dev entities labelled right
+  or wrong. "temperature" fits no map.
 
 Decoding never changes: labels are chosen (argmax, or constrained Viterbi)
 on the uncalibrated scores, and only the probabilities reported for them are
 calibrated. Both maps are monotone, so the order of entity scores is kept
-(isotonic regression can make neighbouring scores equal).
+(the isotonic map is flat below its first and above its last step centre,
+where scores become equal).
 
 `method="auto"` (the default) picks, among the three, the one with the lowest
 entity ECE measured by 2-fold cross-fitting on the examples (fit on the first
@@ -147,38 +148,44 @@ def fit_temperature(log_probs: numpy.ndarray, gold: numpy.ndarray) -> float:
 
 
 def fit_isotonic(scores: Sequence[float], correct: Sequence[bool]) -> Dict:
-    """Isotonic (non-decreasing) regression of `correct` on `scores` by pool
-    adjacent violators. Stored as the points (x, y) at both ends of each
-    fitted step; between them the map is linear, outside it is flat.
+    """Centered isotonic regression of `correct` on `scores`: pool adjacent
+    violators gives the non-decreasing step function that fits best; the map
+    stored is the line through the centre of each step (the mean score of its
+    entities, at the share of them that is right), flat beyond the first and
+    last centre (Oron and Flournoy's centered isotonic regression). Unlike the
+    steps themselves, it keeps distinct scores apart, so a threshold can still
+    be set between any two of them.
+
+    The targets are Platt's: (N+ + 1) / (N+ + 2) for a right entity and
+    1 / (N- + 2) for a wrong one, so no score is mapped to exactly 0 or 1.
 
     RETURNS (Dict): {"method": "isotonic", "x": [...], "y": [...]}.
     """
     s = numpy.asarray(scores, dtype="float64")
-    c = numpy.asarray(correct, dtype="float64")
+    right = numpy.asarray(correct, dtype=bool)
     if len(s) == 0:
         return {"method": "isotonic", "x": [0.0, 1.0], "y": [0.0, 1.0]}
+    n_pos, n_neg = int(right.sum()), int((~right).sum())
+    c = numpy.where(right, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     order = numpy.argsort(s, kind="stable")
     s, c = s[order], c[order]
-    # Equal scores first become one point (their mean), weighted by their number.
+    # Equal scores first become one point, weighted by their number.
     xs, first = numpy.unique(s, return_index=True)
     weights = numpy.diff(numpy.append(first, len(s))).astype("float64")
     means = numpy.add.reduceat(c, first) / weights
-    # Pool adjacent violators: blocks of [lo x, hi x, weight, mean].
+    # Pool adjacent violators: blocks of [sum of scores, weight, mean target].
     blocks: List[List[float]] = []
     for x, w, m in zip(xs.tolist(), weights.tolist(), means.tolist()):
-        blocks.append([x, x, w, m])
-        while len(blocks) > 1 and blocks[-2][3] >= blocks[-1][3]:
-            lo_x, _, w1, m1 = blocks[-2]
-            _, hi_x, w2, m2 = blocks.pop()
-            blocks[-1] = [lo_x, hi_x, w1 + w2, (w1 * m1 + w2 * m2) / (w1 + w2)]
-    x_out: List[float] = []
-    y_out: List[float] = []
-    for lo_x, hi_x, _, m in blocks:
-        for x in (lo_x, hi_x):
-            if not x_out or x > x_out[-1]:
-                x_out.append(float(x))
-                y_out.append(float(m))
-    return {"method": "isotonic", "x": x_out, "y": y_out}
+        blocks.append([x * w, w, m])
+        while len(blocks) > 1 and blocks[-2][2] >= blocks[-1][2]:
+            x2, w2, m2 = blocks.pop()
+            x1, w1, m1 = blocks[-1]
+            blocks[-1] = [x1 + x2, w1 + w2, (w1 * m1 + w2 * m2) / (w1 + w2)]
+    return {
+        "method": "isotonic",
+        "x": [float(b[0] / b[1]) for b in blocks],
+        "y": [float(b[2]) for b in blocks],
+    }
 
 
 def fit_platt(scores: Sequence[float], correct: Sequence[bool]) -> Dict:

@@ -144,15 +144,22 @@ def test_scale_log_probs_matches_scaled_logits():
 
 
 def test_fit_isotonic_by_hand():
-    # Sorted: 0.1 right, 0.2 wrong -> pooled to 0.5; 0.3, 0.4 right -> 1.0.
+    # Platt's targets: 3 right -> (3 + 1) / (3 + 2) = 0.8, 1 wrong -> 1 / 3.
+    # Sorted: 0.1 right, 0.2 wrong -> one step (target mean 0.8 / 2 + 1 / 6)
+    # centred at 0.15; 0.3, 0.4 right -> one step at 0.8, centred at 0.35.
     fitted = fit_isotonic([0.4, 0.1, 0.3, 0.2], [True, True, True, False])
-    assert fitted == {"method": "isotonic", "x": [0.1, 0.2, 0.3, 0.4], "y": [0.5, 0.5, 1.0, 1.0]}
+    assert fitted["method"] == "isotonic"
+    numpy.testing.assert_allclose(fitted["x"], [0.15, 0.35])
+    numpy.testing.assert_allclose(fitted["y"], [0.4 + 1 / 6, 0.8])
     calibration = {"entity_map": fitted}
     mapped = map_entity_scores(calibration, [0.0, 0.15, 0.25, 0.35, 1.0])
-    numpy.testing.assert_allclose(mapped, [0.5, 0.5, 0.75, 1.0, 1.0])
-    # Equal scores are one point: 0.5 right twice in four.
+    low = 0.4 + 1 / 6
+    numpy.testing.assert_allclose(mapped, [low, low, (low + 0.8) / 2, 0.8, 0.8])
+    # Equal scores are one point: 0.5 right twice in four (targets 0.8 and
+    # 1 / 4 with 3 right and 2 wrong), 0.9 right.
     fitted = fit_isotonic([0.5, 0.5, 0.5, 0.5, 0.9], [1, 0, 1, 0, 1])
-    assert fitted["x"] == [0.5, 0.9] and fitted["y"] == [0.5, 1.0]
+    numpy.testing.assert_allclose(fitted["x"], [0.5, 0.9])
+    numpy.testing.assert_allclose(fitted["y"], [0.525, 0.8])
     assert check_calibration({"temperature": {}, "entity_map": fitted}, ["ents"]) is None
 
 
