@@ -245,7 +245,7 @@ def test_damaged_calibration_names_the_file(pipeline, calibration):
 def test_threshold_drops_exactly_the_entities_under_it(pipeline):
     nlp, _ = pipeline
     pipe = nlp.get_pipe(NAME)
-    calibrate(nlp, make_examples(nlp), method="platt")
+    calibrate(nlp, make_examples(nlp), method="temperature")
     full = predictions(nlp)
     scores = sorted(s for p in full for s in p["scores"])
     assert len(set(scores)) >= 3
