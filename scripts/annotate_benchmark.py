@@ -9,14 +9,14 @@ sentence a row, from corpus/conll_dev.spacy, or read from eng.testa under
 all-MiniLM-L6-v2 initialized on a few dev sentences (the weights do not change
 the speed). Batches of --batch-size rows; JSONL output.
 
-Each engine annotates the corpus twice, a first slice of --small docs and the
-whole: "end to end" is docs / wall time of the whole run (process or actor
-start and pipeline loading included), "steady" is the docs/s once running,
-(n - small) / (t_n - t_small), which takes the one-off start cost out. The
-local engine's 2 processes get one torch thread each, 1 process two; each Ray
-actor gets 2 / actors CPUs (torch threads). The Ray cluster is local, started
-once with 2 CPUs (its start is not timed). Every output is compared with the
-local 1-process one: the engines must write the same bytes.
+Each engine annotates the corpus once: "end to end" is docs / wall time
+(worker processes or Ray actors started and the pipeline loaded inside it),
+"steady" the docs/s after the first batch was written, which takes the
+one-off start out ("first rows" is when that happened). The local engine's 2
+processes get one torch thread each, 1 process two; each Ray actor gets
+2 / actors CPUs (torch threads), as the local engine's processes do, and its
+output must be the same bytes as the local engine's with as many workers.
+The Ray cluster is local, started once with 2 CPUs (its start is not timed).
 
 Writes results/annotate/bench.json and bench.md.
 """
@@ -71,25 +71,21 @@ def build_model(path: Path, docs) -> Path:
     return path
 
 
-def run(engine: str, workers: int, model: Path, src: Path, out: Path, batch_size: int) -> float:
-    import torch
-
-    from spacy_tokclf.annotate import annotate_local
+def run(engine: str, workers: int, model: Path, src: Path, out: Path, batch_size: int):
+    """Annotate src; RETURNS the run's Counts (seconds, first rows, steady rate)."""
+    from spacy_tokclf.annotate import annotate_local, default_threads
     from spacy_tokclf.annotate_ray import annotate_ray
 
     quiet = lambda s: None  # noqa: E731
     if engine == "local":
-        torch.set_num_threads(os.cpu_count() or 1)
         nlp = spacy.load(model)
-        start = time.perf_counter()
-        annotate_local(nlp, src, out, n_process=workers, batch_size=batch_size, progress=False, log=quiet)
-    else:
-        start = time.perf_counter()
-        annotate_ray(
-            str(model), src, out, workers=workers, batch_size=batch_size,
-            cpus_per_worker=(os.cpu_count() or 1) / workers, progress=False, log=quiet,
-        )  # fmt: skip
-    return time.perf_counter() - start
+        return annotate_local(
+            nlp, src, out, n_process=workers, batch_size=batch_size, progress=False, log=quiet
+        )
+    return annotate_ray(
+        str(model), src, out, workers=workers, batch_size=batch_size,
+        cpus_per_worker=default_threads(workers), progress=False, log=quiet,
+    )  # fmt: skip
 
 
 def main(args) -> None:
@@ -100,38 +96,35 @@ def main(args) -> None:
     model_note = str(args.model) if model else "untrained token_classifier, all-MiniLM-L6-v2"
     if model is None:
         model = build_model(tmp / "model", docs)
-    inputs = {}
-    for name, n in (("small", args.small), ("full", len(docs))):
-        inputs[name] = tmp / f"{name}.jsonl"
-        with open(inputs[name], "w", encoding="utf8") as f:
-            for i, doc in enumerate(docs[:n]):
-                f.write(json.dumps({"id": i, "text": doc.text}) + "\n")
+    src = tmp / "input.jsonl"
+    with open(src, "w", encoding="utf8") as f:
+        for i, doc in enumerate(docs):
+            f.write(json.dumps({"id": i, "text": doc.text}) + "\n")
     configs = [("local", 1), ("local", 2), ("ray", 1), ("ray", 2)]
     import ray
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     results = []
-    reference = None
+    local_outputs = {}
     try:
         for engine, workers in configs:
             load = os.getloadavg()[0]
-            times = {}
-            for name in ("small", "full"):
-                out = tmp / f"{engine}{workers}-{name}.jsonl"
-                times[name] = run(engine, workers, model, inputs[name], out, args.batch_size)
-            output = (tmp / f"{engine}{workers}-full.jsonl").read_bytes()
-            reference = reference if reference is not None else output
-            n = len(docs)
+            out = tmp / f"{engine}{workers}.jsonl"
+            counts = run(engine, workers, model, src, out, args.batch_size)
+            output = out.read_bytes()
+            if engine == "local":
+                local_outputs[workers] = output
             row = {
                 "engine": engine,
                 "workers": workers,
-                "docs": n,
-                "seconds": round(times["full"], 2),
-                "seconds_small": round(times["small"], 2),
-                "end_to_end_docs_s": round(n / times["full"], 1),
-                "steady_docs_s": round((n - args.small) / max(1e-9, times["full"] - times["small"]), 1),
-                "same_output_as_local_1": output == reference,
+                "docs": counts.rows,
+                "seconds": round(counts.seconds, 2),
+                "first_rows_s": round(counts.first_seconds, 2),
+                "end_to_end_docs_s": round(counts.rows / counts.seconds, 1),
+                "steady_docs_s": round(counts.steady_rate, 1),
+                "same_output_as_local": output == local_outputs[workers],
                 "load_before": round(load, 2),
+                "load_after": round(os.getloadavg()[0], 2),
             }
             results.append(row)
             print(json.dumps(row))
@@ -142,10 +135,8 @@ def main(args) -> None:
         "model": model_note,
         "input": f"first {len(docs)} CoNLL-2003 dev sentences ({n_words} words), JSONL",
         "batch_size": args.batch_size,
-        "small": args.small,
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
-        "load_after": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     out_dir = PROJECT / args.out
@@ -155,13 +146,14 @@ def main(args) -> None:
         f"Annotation throughput, {meta['input']}, {model_note}, batches of {args.batch_size}, "
         f"{meta['cpus']} CPU cores ({meta['date']}; `python scripts/annotate_benchmark.py`).",
         "",
-        "| engine | workers | docs/s, steady | docs/s, end to end | wall s | same bytes as local x1 | load avg before |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| engine | workers | docs/s, steady | docs/s, end to end | first rows after (s) | wall (s) | same bytes as local, same workers | load avg before / after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r['engine']} | {r['workers']} | {r['steady_docs_s']} | {r['end_to_end_docs_s']} | "
-            f"{r['seconds']} | {'yes' if r['same_output_as_local_1'] else 'NO'} | {r['load_before']} |"
+            f"{r['first_rows_s']} | {r['seconds']} | {'yes' if r['same_output_as_local'] else 'NO'} | "
+            f"{r['load_before']} / {r['load_after']} |"
         )
     (out_dir / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -171,7 +163,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="training/ner/model-best")
     parser.add_argument("--n-docs", type=int, default=2000)
-    parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="results/annotate")

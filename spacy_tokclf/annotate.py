@@ -71,6 +71,23 @@ class Counts:
     annotated: int = 0
     entities: int = 0
     errors: Dict[str, int] = field(default_factory=dict)
+    # Wall time of the run, and when its first rows were written (worker
+    # start and pipeline loading before, the steady rate after).
+    seconds: float = 0.0
+    first_seconds: Optional[float] = None
+    first_rows: int = 0
+
+    def first_written(self, start: float, rows: int) -> None:
+        if self.first_seconds is None:
+            self.first_seconds = time.perf_counter() - start
+            self.first_rows = rows
+
+    @property
+    def steady_rate(self) -> Optional[float]:
+        """docs/s after the first rows were written."""
+        if self.first_seconds is None or self.seconds <= self.first_seconds:
+            return None
+        return (self.rows - self.first_rows) / (self.seconds - self.first_seconds)
 
     def add_rows(self, rows: Iterable[Dict[str, Any]]) -> None:
         for row in rows:
@@ -89,12 +106,18 @@ class Counts:
         for reason, n in other.errors.items():
             self.errors[reason] = self.errors.get(reason, 0) + n
 
-    def lines(self, seconds: float) -> List[str]:
-        rate = self.rows / seconds if seconds > 0 else 0.0
+    def lines(self) -> List[str]:
+        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+        timing = f"{self.seconds:.1f} s, {rate:.1f} docs/s"
+        if self.steady_rate is not None:
+            timing += (
+                f" (first rows after {self.first_seconds:.1f} s, then "
+                f"{self.steady_rate:.1f} docs/s)"
+            )
         out = [
             f"{self.rows} rows in, {self.rows} rows out: {self.annotated} annotated, "
             f"{sum(self.errors.values())} with an error; {self.entities} entities",
-            f"{seconds:.1f} s, {rate:.1f} docs/s",
+            timing,
         ]
         out += [f"error '{reason}': {n} rows" for reason, n in sorted(self.errors.items())]
         return out
@@ -528,6 +551,7 @@ def annotate_local(
     fmt: Optional[str] = None,
     n_process: int = 1,
     batch_size: int = 64,
+    threads: Optional[int] = None,
     text_field: str = "text",
     id_field: str = "id",
     progress: bool = True,
@@ -542,6 +566,8 @@ def annotate_local(
     fmt (Optional[str]): 'jsonl', 'parquet' or 'docbin'; None: from the suffix.
     n_process (int): worker processes (nlp.pipe's n_process).
     batch_size (int): rows per batch.
+    threads (Optional[int]): torch threads per process; None: the cores
+        divided by n_process (default_threads).
     text_field (str), id_field (str): where the text and id are.
     progress (bool): show a progress bar (docs, docs/s).
     log (Callable[[str], None]): where the counts are printed.
@@ -558,7 +584,7 @@ def annotate_local(
     texts, metas = tee(padded)
     bar = _progress_bar(progress)
     writer = Writer(output, fmt, spec)
-    threads = _torch_threads_per_process(n_process)
+    saved = _set_torch_threads(threads or default_threads(n_process))
     try:
         docs = nlp.pipe((t for t, _ in texts), batch_size=batch_size, n_process=n_process)
         pending: List[Tuple[Doc, InputRow, Optional[str], bool]] = []
@@ -568,13 +594,15 @@ def annotate_local(
             pending.append((doc, *meta))
             if meta[2]:  # the chunk's last row
                 _write_pending(writer, pending, spec, counts)
+                counts.first_written(start, counts.rows)
                 bar.update(len(pending))
                 pending = []
     finally:
-        threads.restore()
+        saved.restore()
         bar.close()
         writer.close()
-    for line in counts.lines(time.perf_counter() - start):
+    counts.seconds = time.perf_counter() - start
+    for line in counts.lines():
         log(line)
     return counts
 
@@ -610,36 +638,38 @@ def _write_pending(writer: Writer, pending: list, spec: OutputSpec, counts: Coun
         writer.write_rows(rows)
 
 
+def default_threads(workers: int) -> int:
+    """Torch threads per worker by default: this machine's cores, shared."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 class _Threads:
-    def __init__(self, before: Optional[Tuple[int, Optional[str]]]):
-        self.before = before
+    def __init__(self, n: int, env: Optional[str]):
+        self.n = n
+        self.env = env
 
     def restore(self) -> None:
-        if self.before is None:
-            return
         import torch
 
-        n, env = self.before
-        torch.set_num_threads(n)
-        if env is None:
+        torch.set_num_threads(self.n)
+        if self.env is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
-            os.environ["OMP_NUM_THREADS"] = env
+            os.environ["OMP_NUM_THREADS"] = self.env
 
 
-def _torch_threads_per_process(n_process: int) -> _Threads:
-    """With several worker processes, each gets its share of the cores (set
-    before nlp.pipe starts them: forked workers inherit torch's setting,
-    spawned ones read OMP_NUM_THREADS)."""
-    if n_process == 1:
-        return _Threads(None)
+def _set_torch_threads(n: int) -> _Threads:
+    """Use n torch threads here and in the worker processes nlp.pipe starts
+    (forked ones inherit torch's setting, spawned ones read OMP_NUM_THREADS).
+    The number of threads changes how torch's CPU kernels split their sums,
+    and so the last digits of the scores: the engines give the same output
+    with the same threads per worker."""
     import torch
 
-    before = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
-    share = max(1, (os.cpu_count() or 1) // max(1, n_process))
-    torch.set_num_threads(share)
-    os.environ["OMP_NUM_THREADS"] = str(share)
-    return _Threads(before)
+    saved = _Threads(torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    return saved
 
 
 def _progress_bar(enabled: bool) -> Any:

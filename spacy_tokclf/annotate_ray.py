@@ -22,6 +22,7 @@ from .annotate import (
     annotate_chunk,
     arrow_schema,
     chunked,
+    default_threads,
     input_files,
     input_format,
     output_format,
@@ -160,7 +161,7 @@ def annotate_ray(
     batch_size: int = 64,
     text_field: str = "text",
     id_field: str = "id",
-    cpus_per_worker: float = 1.0,
+    cpus_per_worker: Optional[float] = None,
     gpus_per_worker: Optional[float] = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -180,7 +181,9 @@ def annotate_ray(
     workers (int): actors in the pool.
     batch_size (int): rows per batch.
     text_field (str), id_field (str): where the text and id are.
-    cpus_per_worker (float): CPUs per actor (its torch threads).
+    cpus_per_worker (Optional[float]): CPUs per actor (its torch threads);
+        None: this machine's cores / workers on a local cluster (the local
+        engine's threads, so that both give the same output), 1 on a running one.
     gpus_per_worker (Optional[float]): GPUs per actor; None: 1 where the
         cluster has GPUs, else 0.
     progress (bool): show Ray Data's progress bars.
@@ -202,8 +205,10 @@ def annotate_ray(
     spec = output_spec(nlp, files, inputs, id_field)
     del nlp
     started = not ray.is_initialized()
+    address = os.environ.get("RAY_ADDRESS") if started else None
+    if cpus_per_worker is None:
+        cpus_per_worker = 1.0 if address or not started else float(default_threads(workers))
     if started:
-        address = os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
@@ -256,6 +261,7 @@ def _run(
         num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker,
     )
+    first: Optional[tuple] = None
     if output.suffix:
         writer = Writer(output, fmt, spec)
         try:
@@ -264,6 +270,8 @@ def _run(
                     writer.write_lines(table.column("line").to_pylist())
                 else:
                     writer.write_table(table.cast(arrow_schema(spec)))
+                if first is None:
+                    first = (time.perf_counter() - start, table.num_rows)
         finally:
             writer.close()
     elif fmt == "jsonl":
@@ -271,6 +279,9 @@ def _run(
     else:
         ds.write_parquet(str(output.resolve()))
     counts: Counts = ray.get(counter.get.remote())
-    for line in counts.lines(time.perf_counter() - start):
+    counts.seconds = time.perf_counter() - start
+    if first is not None:
+        counts.first_seconds, counts.first_rows = first
+    for line in counts.lines():
         log(line)
     return counts

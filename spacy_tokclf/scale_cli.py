@@ -29,7 +29,7 @@ def annotate_cli(
     id_field: str = Opt("id", "--id-field", help="Key or column of the row id; rows without one get their 0-based line number"),
     fmt: Optional[str] = Opt(None, "--format", "-f", help="jsonl, parquet or docbin; default: from the output's suffix"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU for --engine local (one worker); -1: CPU"),
-    cpus_per_worker: float = Opt(1.0, "--cpus-per-worker", help="CPUs per Ray actor (its torch threads)"),
+    cpus_per_worker: Optional[float] = Opt(None, "--cpus-per-worker", help="CPUs (torch threads) per worker, both engines; the same for both gives the same scores to the last digit; default: cores / workers here, 1 on a running Ray cluster"),
     gpus_per_worker: Optional[float] = Opt(None, "--gpus-per-worker", help="GPUs per Ray actor; default: 1 where the cluster has GPUs, else 0"),
     progress: bool = Opt(True, "--progress/--no-progress", help="Show a progress bar"),
     # fmt: on
@@ -66,6 +66,7 @@ def annotate_cli(
             counts = annotate_local(
                 nlp, input_path, output_path, fmt=fmt, n_process=workers,
                 batch_size=batch_size, text_field=text_field, id_field=id_field,
+                threads=int(cpus_per_worker) if cpus_per_worker else None,
                 progress=progress, log=msg.text,
             )
     except (OSError, ValueError, ImportError) as err:

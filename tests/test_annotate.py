@@ -1,7 +1,10 @@
 """Corpus annotation (`tokclf-annotate`): rows in, one row out per row in,
 bad rows reported and never fatal, and the same output from every engine
 (local with 1 and 2 processes, Ray Data with 2 actors on a local 2-CPU
-cluster)."""
+cluster). Every run uses one torch thread per worker: the number of threads
+changes the last digits of a transformer's scores (torch splits its sums by
+thread), so the same output needs the same threads, as the defaults give on
+one machine."""
 import importlib.util
 import json
 from pathlib import Path
@@ -110,7 +113,7 @@ def local_outputs(model_dir, corpus, parquet_dir, tmp_path_factory) -> dict:
         runs.append(("parquet", parquet_dir, "pq.parquet", 1))
     for name, src, dest, n in runs:
         paths[name] = out / dest
-        annotate_local(nlp, src, paths[name], n_process=n, batch_size=4, progress=False)
+        annotate_local(nlp, src, paths[name], n_process=n, batch_size=4, threads=1, progress=False)
     return paths
 
 
@@ -207,7 +210,8 @@ def test_cli_local_docbin(model_dir, corpus, tmp_path):
     out = tmp_path / "out.spacy"
     result = CliRunner().invoke(
         app,
-        ["tokclf-annotate", str(model_dir), str(corpus), str(out), "--batch-size", "8", "--no-progress"],
+        ["tokclf-annotate", str(model_dir), str(corpus), str(out), "--batch-size", "8",
+         "--cpus-per-worker", "1", "--no-progress"],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     assert f"{N_ROWS} rows in, {N_ROWS} rows out" in result.output
@@ -238,7 +242,8 @@ def test_ray_engine_gives_the_local_output(ray_cluster, model_dir, corpus, parqu
     from spacy_tokclf import scale_cli  # noqa: F401
 
     runner = CliRunner()
-    common = ["--engine", "ray", "--workers", "2", "--batch-size", "4", "--no-progress"]
+    common = ["--engine", "ray", "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "4",
+              "--no-progress"]  # fmt: skip
     result = runner.invoke(
         app, ["tokclf-annotate", str(model_dir), str(corpus), str(tmp_path / "ray.jsonl"), *common]
     )
