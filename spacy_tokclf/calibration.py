@@ -37,6 +37,8 @@ from .metrics import N_BINS, calibration_summary, expected_calibration_error
 
 METHODS = ("auto", "isotonic", "platt", "temperature")
 ENTITY_MAPS = ("isotonic", "platt")
+# Each step of the isotonic map holds at least this share of the entities.
+MIN_STEP_SHARE = 0.01
 # Inverse temperatures searched: T in [0.01, 100].
 _BETA_RANGE = (0.01, 100.0)
 _EPS = 1e-6
@@ -147,7 +149,9 @@ def fit_temperature(log_probs: numpy.ndarray, gold: numpy.ndarray) -> float:
     return float(1.0 / math.exp((lo + hi) / 2))
 
 
-def fit_isotonic(scores: Sequence[float], correct: Sequence[bool]) -> Dict:
+def fit_isotonic(
+    scores: Sequence[float], correct: Sequence[bool], min_share: float = MIN_STEP_SHARE
+) -> Dict:
     """Centered isotonic regression of `correct` on `scores`: pool adjacent
     violators gives the non-decreasing step function that fits best; the map
     stored is the line through the centre of each step (the mean score of its
@@ -155,6 +159,13 @@ def fit_isotonic(scores: Sequence[float], correct: Sequence[bool]) -> Dict:
     last centre (Oron and Flournoy's centered isotonic regression). Unlike the
     steps themselves, it keeps distinct scores apart, so a threshold can still
     be set between any two of them.
+
+    Each step holds at least `min_share` of the entities: a smaller one is
+    pooled with the neighbour whose share right is closer (pooling neighbours
+    keeps the steps in order). Without this, a few wrong entities with the
+    lowest scores make a step of their own, and the line from it to the next
+    centre maps low-scored entities that are mostly right (entities whose
+    labels Viterbi repaired) close to 0.
 
     The targets are Platt's: (N+ + 1) / (N+ + 2) for a right entity and
     1 / (N- + 2) for a wrong one, so no score is mapped to exactly 0 or 1.
@@ -181,6 +192,22 @@ def fit_isotonic(scores: Sequence[float], correct: Sequence[bool]) -> Dict:
             x2, w2, m2 = blocks.pop()
             x1, w1, m1 = blocks[-1]
             blocks[-1] = [x1 + x2, w1 + w2, (w1 * m1 + w2 * m2) / (w1 + w2)]
+    min_size = max(1.0, min_share * len(s))
+    while len(blocks) > 1:
+        small = [i for i, b in enumerate(blocks) if b[1] < min_size]
+        if not small:
+            break
+        i = min(small, key=lambda k: blocks[k][1])
+        if i == 0:
+            j = 1
+        elif i == len(blocks) - 1:
+            j = i - 1
+        else:
+            closer_left = blocks[i][2] - blocks[i - 1][2] <= blocks[i + 1][2] - blocks[i][2]
+            j = i - 1 if closer_left else i + 1
+        (x1, w1, m1), (x2, w2, m2) = blocks[min(i, j)], blocks[max(i, j)]
+        blocks[min(i, j)] = [x1 + x2, w1 + w2, (w1 * m1 + w2 * m2) / (w1 + w2)]
+        del blocks[max(i, j)]
     return {
         "method": "isotonic",
         "x": [float(b[0] / b[1]) for b in blocks],

@@ -163,6 +163,21 @@ def test_fit_isotonic_by_hand():
     assert check_calibration({"temperature": {}, "entity_map": fitted}, ["ents"]) is None
 
 
+def test_fit_isotonic_pools_small_steps():
+    # 2 wrong entities with the lowest scores, then 98 entities right 3 times
+    # in 4 in order of score, then the top 100 right.
+    scores = [0.01, 0.02] + [0.3 + 0.002 * i for i in range(98)] + [0.9 + 0.0005 * i for i in range(100)]
+    correct = [False, False] + [i % 4 != 0 for i in range(98)] + [True] * 100
+    alone = fit_isotonic(scores, correct, min_share=0.0)
+    assert alone["y"][0] == pytest.approx(1 / 29)  # the 2 wrong ones alone: 1 / (N- + 2)
+    pooled = fit_isotonic(scores, correct, min_share=0.05)  # steps of 10 entities at least
+    assert pooled["y"][0] > 0.3
+    assert len(pooled["x"]) < len(alone["x"])
+    for fitted in (alone, pooled):
+        assert all(a < b for a, b in zip(fitted["x"], fitted["x"][1:]))
+        assert all(a < b for a, b in zip(fitted["y"], fitted["y"][1:]))
+
+
 def test_fit_isotonic_is_monotone_and_calibrated_in_sample():
     rng = numpy.random.default_rng(1)
     scores = rng.uniform(0.3, 1.0, 3000)
