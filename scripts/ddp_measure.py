@@ -4,11 +4,12 @@
 
 Runs scripts/train_ddp.py (configs/ner.cfg, the project's batches of 32
 CoNLL-2003 training sentences) for --steps steps with 1 process and under
-torchrun with --procs processes (one torch thread each, as torchrun sets), and
-reads rank 0's seconds per part of a step: forward and backward on its shard,
-the gradient all-reduce (gloo, this machine's loopback), the optimizer. With
-as many processes as cores, this is a correctness run of the machinery: the
-processes share the cores one process would use, so no speed-up is expected.
+torchrun with --procs processes, one torch thread each (a process with two
+threads on this shared machine ran several times slower whenever another job
+held a core), and reads rank 0's seconds per part of a step: forward and
+backward on its shard, the gradient all-reduce (gloo, this machine's
+loopback), the optimizer. 2 processes on 2 cores shared with other jobs is a
+correctness run of the machinery, not a speed claim.
 
 Writes results/ddp/measure.json and measure.md; the models go to
 training/ddp-measure-*/ and are removed at the end.
@@ -39,7 +40,8 @@ def run(procs: int, args) -> dict:
                "--nproc-per-node", str(procs), *script]  # fmt: skip
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=PROJECT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    subprocess.run(cmd, cwd=PROJECT, check=True, env=env)
     wall = time.perf_counter() - start
     data = json.loads(timings.read_text())
     timings.unlink()
@@ -67,7 +69,8 @@ def main(args) -> None:
     mb = 4 * results[0]["values"] / 1e6
     lines = [
         f"Data-parallel training steps, {args.encoder}, configs/ner.cfg, global batches of 32 "
-        f"CoNLL-2003 sentences, {args.steps + 1} steps, {meta['cpus']} CPU cores, gloo "
+        f"CoNLL-2003 sentences, {args.steps + 1} steps, one torch thread per process, "
+        f"{meta['cpus']} CPU cores shared with other jobs, gloo "
         f"({meta['date']}; `python scripts/ddp_measure.py`). Milliseconds per step on rank 0; "
         f"each step all-reduces {results[0]['values']:,} values ({mb:.1f} MB in fp32).",
         "",

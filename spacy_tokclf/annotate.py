@@ -71,23 +71,33 @@ class Counts:
     annotated: int = 0
     entities: int = 0
     errors: Dict[str, int] = field(default_factory=dict)
-    # Wall time of the run, and when its first rows were written (worker
-    # start and pipeline loading before, the steady rate after).
+    # Wall time of the run; when the first batch was done (time.time(), on
+    # whichever worker) and its rows, and when the last one was: the start
+    # (worker processes or actors, pipeline loading) before, the steady rate
+    # after.
     seconds: float = 0.0
-    first_seconds: Optional[float] = None
+    started_at: float = 0.0
+    first_done_at: Optional[float] = None
     first_rows: int = 0
+    last_done_at: Optional[float] = None
 
-    def first_written(self, start: float, rows: int) -> None:
-        if self.first_seconds is None:
-            self.first_seconds = time.perf_counter() - start
-            self.first_rows = rows
+    def batch_done(self, rows: int) -> None:
+        now = time.time()
+        if self.first_done_at is None:
+            self.first_done_at, self.first_rows = now, rows
+        self.last_done_at = now
+
+    @property
+    def first_seconds(self) -> Optional[float]:
+        """Seconds from the start to the first batch done."""
+        return None if self.first_done_at is None else self.first_done_at - self.started_at
 
     @property
     def steady_rate(self) -> Optional[float]:
-        """docs/s after the first rows were written."""
-        if self.first_seconds is None or self.seconds <= self.first_seconds:
+        """docs/s from the first batch done to the last."""
+        if self.first_done_at is None or self.last_done_at <= self.first_done_at:
             return None
-        return (self.rows - self.first_rows) / (self.seconds - self.first_seconds)
+        return (self.rows - self.first_rows) / (self.last_done_at - self.first_done_at)
 
     def add_rows(self, rows: Iterable[Dict[str, Any]]) -> None:
         for row in rows:
@@ -105,13 +115,17 @@ class Counts:
         self.entities += other.entities
         for reason, n in other.errors.items():
             self.errors[reason] = self.errors.get(reason, 0) + n
+        if other.first_done_at is not None:
+            if self.first_done_at is None or other.first_done_at < self.first_done_at:
+                self.first_done_at, self.first_rows = other.first_done_at, other.first_rows
+            self.last_done_at = max(self.last_done_at or 0.0, other.last_done_at)
 
     def lines(self) -> List[str]:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
         timing = f"{self.seconds:.1f} s, {rate:.1f} docs/s"
         if self.steady_rate is not None:
             timing += (
-                f" (first rows after {self.first_seconds:.1f} s, then "
+                f" (first batch done after {self.first_seconds:.1f} s, then "
                 f"{self.steady_rate:.1f} docs/s)"
             )
         out = [
@@ -576,7 +590,7 @@ def annotate_local(
     fmt = output_format(output, fmt)
     files = input_files(inputs)
     spec = output_spec(nlp, files, inputs, id_field)
-    counts = Counts()
+    counts = Counts(started_at=time.time())
     start = time.perf_counter()
     # Each file's last chunk is padded with empty docs to batch_size, so that
     # nlp.pipe's batches are the chunks the Ray engine annotates.
@@ -594,7 +608,7 @@ def annotate_local(
             pending.append((doc, *meta))
             if meta[2]:  # the chunk's last row
                 _write_pending(writer, pending, spec, counts)
-                counts.first_written(start, counts.rows)
+                counts.batch_done(len(pending))
                 bar.update(len(pending))
                 pending = []
     finally:

@@ -110,6 +110,7 @@ class Annotator:
         if self.counter is not None:
             counts = Counts()
             counts.add_rows(rows)
+            counts.batch_done(len(rows))
             # Waited for, so that the driver's final count sees every batch.
             import ray
 
@@ -239,7 +240,7 @@ def _run(
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = progress
     counter = _counter_class(ray).remote()
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     source = _chunk_datasource(
         [str(p) for p in files], str(inputs), batch_size, text_field, id_field
     )
@@ -261,7 +262,6 @@ def _run(
         num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker,
     )
-    first: Optional[tuple] = None
     if output.suffix:
         writer = Writer(output, fmt, spec)
         try:
@@ -270,8 +270,6 @@ def _run(
                     writer.write_lines(table.column("line").to_pylist())
                 else:
                     writer.write_table(table.cast(arrow_schema(spec)))
-                if first is None:
-                    first = (time.perf_counter() - start, table.num_rows)
         finally:
             writer.close()
     elif fmt == "jsonl":
@@ -280,8 +278,7 @@ def _run(
         ds.write_parquet(str(output.resolve()))
     counts: Counts = ray.get(counter.get.remote())
     counts.seconds = time.perf_counter() - start
-    if first is not None:
-        counts.first_seconds, counts.first_rows = first
+    counts.started_at = started_at
     for line in counts.lines():
         log(line)
     return counts
