@@ -149,10 +149,13 @@ class GradientSync:
                         seen.add((node.id, pname))
                         self.params.append(_Param(node=node, name=pname, scale=scale))
         self.device = self.params[0].value().device if self.params else torch.device("cpu")
+        # Values in the last gradient all-reduce (parameters that no rank
+        # gave a gradient, such as an unused pooler, are left out).
+        self.reduced_values = 0
 
     @property
     def n_values(self) -> int:
-        """Number of trainable values (what each step sends, times 4 bytes)."""
+        """Number of trainable values."""
         return sum(p.value().numel() for p in self.params)
 
     def _buckets(self, tensors: List[torch.Tensor]) -> Iterator[List[int]]:
@@ -206,8 +209,10 @@ class GradientSync:
         RETURNS (List[float]): the sums of `extra`.
         """
         if self.world_size == 1:
-            for p in self.params:
-                if p.has_grad() and p.scale != 1.0:
+            active = [p for p in self.params if p.has_grad()]
+            self.reduced_values = sum(p.value().numel() for p in active)
+            for p in active:
+                if p.scale != 1.0:
                     p.grad().mul_(p.scale)
             return list(extra)
         # Which parameters have a gradient on some rank (a rank whose shard
@@ -221,6 +226,7 @@ class GradientSync:
         small = small.tolist()
         mask, sums = small[: len(self.params)], small[len(self.params) :]
         active = [p for p, m in zip(self.params, mask) if m > 0]
+        self.reduced_values = sum(p.value().numel() for p in active)
         self._collective(
             [p.grad() for p in active],
             lambda b: dist.all_reduce(b, async_op=True),
@@ -499,7 +505,7 @@ def train_distributed(
         stdout.write(
             msg.info(
                 f"Data-parallel: {world_size} process(es), "
-                f"{parallel.sync.n_values:,} trainable values summed per step"
+                f"{parallel.sync.n_values:,} trainable values"
             )
             + "\n"
         )
@@ -581,14 +587,17 @@ def train_distributed(
     parallel.sync.check_in_sync()
     steps = max(1, parallel.timings["steps"])
     if timings is not None:
-        timings.update(parallel.timings, world_size=world_size, values=parallel.sync.n_values)
+        timings.update(
+            parallel.timings, world_size=world_size, values=parallel.sync.reduced_values
+        )
     if main:
         part = {k: 1000 * v / steps for k, v in parallel.timings.items() if k != "steps"}
         stdout.write(
             msg.info(
                 f"Per step on rank 0 (ms): {part['update']:.0f} forward and backward on "
                 f"the shard, {part['all_reduce']:.0f} gradient all-reduce "
-                f"({4 * parallel.sync.n_values / 1e6:.1f} MB in fp32), "
+                f"({parallel.sync.reduced_values:,} values, "
+                f"{4 * parallel.sync.reduced_values / 1e6:.1f} MB in fp32), "
                 f"{part['optimizer']:.0f} optimizer"
             )
             + "\n"
