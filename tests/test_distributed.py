@@ -77,20 +77,42 @@ def _worker(rank: int, world_size: int, init_file: str, encoder: str, out_dir: s
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
     )
     try:
-        # Rank 1 starts from other random head weights: the broadcast from
-        # rank 0 must replace them.
-        nlp, optimizer, batches = _setup(Path(encoder), seed=rank)
-        parallel = DataParallel(nlp)
-        parallel.sync.broadcast_parameters()
-        losses = []
-        for batch in batches[:STEPS]:
-            step = parallel.update(batch, drop=0.0, sgd=optimizer)
-            optimizer.step_schedules()
-            losses.append(step["token_classifier"])
-        numpy.savez(Path(out_dir) / f"rank{rank}.npz", *_params(nlp))
-        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(losses))
+        for variant in ("weighted", "mean"):
+            if variant == "mean":
+                _plain_mean_of_ranks()
+            # Rank 1 starts from other random head weights: the broadcast
+            # from rank 0 must replace them.
+            nlp, optimizer, batches = _setup(Path(encoder), seed=rank)
+            parallel = DataParallel(nlp)
+            parallel.sync.broadcast_parameters()
+            losses = []
+            for batch in batches[:STEPS]:
+                step = parallel.update(batch, drop=0.0, sgd=optimizer)
+                optimizer.step_schedules()
+                losses.append(step["token_classifier"])
+            numpy.savez(Path(out_dir) / f"{variant}{rank}.npz", *_params(nlp))
+            (Path(out_dir) / f"{variant}{rank}.json").write_text(json.dumps(losses))
     finally:
         dist.destroy_process_group()
+
+
+def _plain_mean_of_ranks() -> None:
+    """What DistributedDataParallel does: average the ranks' gradients, each
+    the gradient of its own shard's mean loss (in this worker process only)."""
+    import spacy_tokclf.distributed as distributed
+
+    def plain_loss(self, examples, scores):
+        return type(self.pipe).get_loss(self.pipe, list(examples), scores)
+
+    distributed.GlobalBatchLoss.__call__ = plain_loss
+    init = distributed.GradientSync.__init__
+
+    def averaging_init(self, nlp, **kwargs):
+        init(self, nlp, **kwargs)
+        for p in self.params:
+            p.scale = 1.0 / self.world_size
+
+    distributed.GradientSync.__init__ = averaging_init
 
 
 def _load(path: Path) -> list:
@@ -136,7 +158,7 @@ def test_two_processes_match_one_process_on_global_batches(still_encoder, tmp_pa
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
-    rank0, rank1 = _load(tmp_path / "rank0.npz"), _load(tmp_path / "rank1.npz")
+    rank0, rank1 = _load(tmp_path / "weighted0.npz"), _load(tmp_path / "weighted1.npz")
     assert len(rank0) == len(reference) > 2  # encoder tensors and the head's W, b
     # Every rank holds the same weights, to the bit.
     for a, b in zip(rank0, rank1):
@@ -147,9 +169,14 @@ def test_two_processes_match_one_process_on_global_batches(still_encoder, tmp_pa
         numpy.testing.assert_allclose(a, ref, rtol=0, atol=2e-6)
     moved = max(float(numpy.abs(ref - init).max()) for ref, init in zip(reference, initial))
     assert moved > 1e-3  # the steps changed the weights a lot more than the tolerance
-    losses = json.loads((tmp_path / "rank0.json").read_text())
-    assert losses == json.loads((tmp_path / "rank1.json").read_text())
+    losses = json.loads((tmp_path / "weighted0.json").read_text())
+    assert losses == json.loads((tmp_path / "weighted1.json").read_text())
     numpy.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    # The weighting by gold tokens is what makes it exact: a plain mean of the
+    # ranks' gradients (DistributedDataParallel's) misses by far more.
+    mean = _load(tmp_path / "mean0.npz")
+    off = max(float(numpy.abs(a - ref).max()) for a, ref in zip(mean, reference))
+    assert off > 1e-4
 
 
 def _free_port() -> int:
