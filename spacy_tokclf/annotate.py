@@ -95,9 +95,10 @@ class Counts:
     @property
     def steady_rate(self) -> Optional[float]:
         """docs/s from the first batch done to the last."""
-        if self.first_done_at is None or self.last_done_at <= self.first_done_at:
+        first, last = self.first_done_at, self.last_done_at
+        if first is None or last is None or last <= first:
             return None
-        return (self.rows - self.first_rows) / (self.last_done_at - self.first_done_at)
+        return (self.rows - self.first_rows) / (last - first)
 
     def add_rows(self, rows: Iterable[Dict[str, Any]]) -> None:
         for row in rows:
@@ -118,7 +119,7 @@ class Counts:
         if other.first_done_at is not None:
             if self.first_done_at is None or other.first_done_at < self.first_done_at:
                 self.first_done_at, self.first_rows = other.first_done_at, other.first_rows
-            self.last_done_at = max(self.last_done_at or 0.0, other.last_done_at)
+            self.last_done_at = max(self.last_done_at or 0.0, other.last_done_at or 0.0)
 
     def lines(self) -> List[str]:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
@@ -240,7 +241,7 @@ def read_rows(
         if not line.strip():
             continue  # a blank line of a JSONL file is not a row
         text, error = _decode(line)
-        if error:
+        if text is None:
             yield InputRow(number, None, error)
             continue
         try:
@@ -350,13 +351,13 @@ def output_row(doc: Optional[Doc], row: InputRow, spec: OutputSpec, name: Option
     out: Dict[str, Any] = {"id": row.id}
     if spec.with_file:
         out["file"] = name
-    annotated = row.error is None and doc is not None
+    annotated = doc if row.error is None else None
     if spec.ents:
-        out["entities"] = _entities(doc, spec) if annotated else None
+        out["entities"] = _entities(annotated, spec) if annotated is not None else None
     if spec.tags:
         out["tags"] = (
-            [{"start_char": t.idx, "end_char": t.idx + len(t), "tag": t.tag_} for t in doc]
-            if annotated
+            [{"start_char": t.idx, "end_char": t.idx + len(t), "tag": t.tag_} for t in annotated]
+            if annotated is not None
             else None
         )
     out["error"] = row.error
@@ -388,7 +389,7 @@ def within_length(chunk: List[InputRow], max_length: int) -> List[InputRow]:
     (spaCy would refuse it and stop the whole batch)."""
     return [
         InputRow(row.id, None, f"text too long: {len(row.text)} characters, over nlp.max_length {max_length}")
-        if row.error is None and len(row.text) > max_length
+        if row.text is not None and len(row.text) > max_length
         else row
         for row in chunk
     ]
@@ -397,7 +398,7 @@ def within_length(chunk: List[InputRow], max_length: int) -> List[InputRow]:
 def chunk_texts(chunk: List[InputRow]) -> List[str]:
     """The texts nlp.pipe reads for a chunk: "" (an empty doc) for a row with
     an error, so that every row keeps its place in the batch."""
-    return [row.text if row.error is None else "" for row in chunk]
+    return [row.text if row.text is not None else "" for row in chunk]
 
 
 def annotate_chunk(
@@ -524,6 +525,7 @@ class Writer:
             self._parquet.write_table(table)
 
     def write_docs(self, docs: Iterable[Doc]) -> None:
+        assert self._docbin is not None
         for doc in docs:
             self._docbin.add(doc)
 

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from timeit import default_timer as timer
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy
 import torch
@@ -130,7 +130,7 @@ class GradientSync:
         self.rank, self.world_size = world()
         self.bucket_bytes = int(bucket_mb * 2**20)
         self.params: List[_Param] = []
-        seen = set()
+        seen: Set[Any] = set()
         for name, proc in trainable_components(nlp, exclude):
             # A token_classifier's loss is weighted by its share of the global
             # batch's gold tokens (GlobalBatchLoss): its gradients are summed.
@@ -223,8 +223,8 @@ class GradientSync:
             device=self.device,
         )
         dist.all_reduce(small)
-        small = small.tolist()
-        mask, sums = small[: len(self.params)], small[len(self.params) :]
+        values = small.tolist()
+        mask, sums = values[: len(self.params)], values[len(self.params) :]
         active = [p for p, m in zip(self.params, mask) if m > 0]
         self.reduced_values = sum(p.value().numel() for p in active)
         self._collective(
@@ -281,7 +281,7 @@ def trainable_components(nlp: Language, exclude: Sequence[str] = ()) -> List[Tup
         for name, proc in nlp.pipeline
         if name not in exclude
         and getattr(proc, "is_trainable", False)
-        and proc.model not in (True, False, None)
+        and getattr(proc, "model", None) not in (True, False, None)
     ]
 
 
@@ -487,7 +487,8 @@ def train_distributed(
         torch.manual_seed(seed + rank)
     evaluate = create_evaluation_callback(nlp, dev_corpus, T["score_weights"])
     batches = create_train_batches(nlp, train_corpus, T["batcher"], T["max_epochs"])
-    dropouts = constant(T["dropout"]) if isinstance(T["dropout"], float) else T["dropout"]
+    # As spaCy's loop: a float, or a schedule to call next() on.
+    dropouts: Any = constant(T["dropout"]) if isinstance(T["dropout"], float) else T["dropout"]
 
     def save_checkpoint(is_best: bool) -> None:
         if not main or output_path is None:
@@ -544,7 +545,7 @@ def train_distributed(
                     else:
                         score, other_scores = evaluate()
                     random.setstate(state)
-                (score,) = parallel.sync.broadcast_values([score if main else 0.0])
+                (score,) = parallel.sync.broadcast_values([score if score is not None else 0.0])
                 results.append((score, step))
                 is_best = score == max(results)[0]
             if main:
