@@ -44,7 +44,7 @@ def run(nlp, gold_docs: Sequence[Doc], component: Optional[str] = None) -> Dict:
         for g in gold_docs
     )
     out: Dict = {"records": [], "ents": [], "tags": [], "tag_probs": [], "tasks": pipe.tasks}
-    for gold, doc in zip(gold_docs, nlp.pipe(docs, batch_size=256)):
+    for i, (gold, doc) in enumerate(zip(gold_docs, nlp.pipe(docs, batch_size=256))):
         probs = doc._.tokclf_probs[pipe.name]
         if "ents" in pipe.tasks:
             group = doc.spans[key]
@@ -52,7 +52,7 @@ def run(nlp, gold_docs: Sequence[Doc], component: Optional[str] = None) -> Dict:
             out["records"].append(
                 doc_record(
                     [t.text for t in doc], [bool(t.whitespace_) for t in doc],
-                    [(e.start, e.end, e.label_) for e in gold.ents], pred,
+                    [(e.start, e.end, e.label_) for e in gold.ents], pred, name=f"dev doc {i}",
                 )
             )
             out["ents"].append([(e.start, e.end, e.label_) for e in doc.ents])
@@ -262,6 +262,9 @@ def _plot_thresholds(tables: Dict[str, List[Dict]], path: Path) -> None:
         ax.plot(t, [100 * r[key] for r in rows], color=colour, label=label)
     for x in THRESHOLDS:
         ax.axvline(x, color="#ddd", lw=0.8, zorder=0)
+    # From the first threshold that drops anything (lower ones change nothing).
+    first = next((r["threshold"] for r in rows if r["dropped"]), 0.0)
+    ax.set_xlim(max(0.0, numpy.floor(first * 10) / 10 - 0.05), 1.0)
     ax.set_xlabel("threshold on the calibrated entity score")
     ax.set_ylabel("%")
     ax.set_title("Dev precision / recall / F1 against the threshold")

@@ -271,7 +271,7 @@ def predicted_records(nlp, gold_docs: Sequence, component: Optional[str] = None)
                 [bool(t.whitespace_) for t in doc],
                 [(e.start, e.end, e.label_) for e in gold.ents],
                 [(s.start, s.end, s.label_, float(x)) for s, x in zip(group, scores)],
-                name=f"doc {i}",
+                name=f"dev doc {i}",
             )
         )
     return records
