@@ -165,8 +165,8 @@ def markdown(report: Dict) -> str:
             continue
         b, a = report["calibration"][key]["before"], report["calibration"][key]["after"]
         lines.append(
-            f"| {label} | {a['n']:,} | {b['ece']:.4f} | **{a['ece']:.4f}** | {b['mean_confidence']:.3f} "
-            f"| {a['mean_confidence']:.3f} | {a['accuracy']:.3f} |"
+            f"| {label} | {a['n']:,} | {b['ece']:.4f} | **{a['ece']:.4f}** | {_num(b['mean_confidence'])} "
+            f"| {_num(a['mean_confidence'])} | {_num(a['accuracy'])} |"
         )
     lines.append("")
     lines.append(
@@ -205,6 +205,11 @@ def markdown(report: Dict) -> str:
     return "\n".join(lines)
 
 
+def _num(value: Optional[float]) -> str:
+    """0.123, or "-" where there is nothing to average (no predictions)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _keys(report: Dict) -> List[str]:
     keys: List[str] = []
     for eces in report["fit"]["cross_fitted_ece"].values():
@@ -227,18 +232,19 @@ def _plot_reliability(calibration: Dict, path: Path) -> None:
             bins = [b for b in info["bins"] if b["n"]]
             ax.plot(
                 [b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=colour,
-                label=f"{which}: ECE {info['ece']:.3f}, mean score {info['mean_confidence']:.3f}",
+                label=f"{which}: ECE {info['ece']:.3f}, mean score {_num(info['mean_confidence'])}",
             )
         ax.plot([0, 1], [0, 1], "--", color="#888", label="perfect calibration")
         counts = calibration[key]["after"]["bins"]
         ax2 = ax.twinx()
         ax2.bar([b["lo"] + 0.05 for b in counts], [b["n"] for b in counts], width=0.09,
                 alpha=0.15, color="#4c72b0")
-        ax2.set_yscale("log")
+        if any(b["n"] for b in counts):
+            ax2.set_yscale("log")
         ax2.set_ylabel("predictions per bin, after (log)")
         acc = calibration[key]["after"]["accuracy"]
         ax.set_title(f"{what}: n = {calibration[key]['after']['n']:,}, "
-                     f"{'precision' if key == 'entities' else 'accuracy'} {acc:.3f}")
+                     f"{'precision' if key == 'entities' else 'accuracy'} {_num(acc)}")
         ax.set_xlabel("mean score in bin (10 equal bins)")
         ax.set_ylabel("share right" if key == "entities" else "accuracy")
         ax.set_xlim(0, 1)

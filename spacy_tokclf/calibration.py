@@ -616,11 +616,15 @@ def summary_lines(report: Dict) -> List[str]:
             line += f" ({chosen['cross_fitted'][key]['ece']:.4f} cross-fitted)"
         if key == "entities":
             line += (
-                f"; mean score {before['mean_confidence']:.3f} -> {after['mean_confidence']:.3f}, "
-                f"precision {before['accuracy']:.3f}"
+                f"; mean score {_num(before['mean_confidence'])} -> {_num(after['mean_confidence'])}, "
+                f"precision {_num(before['accuracy'])}"
             )
         lines.append(line)
     return lines
+
+
+def _num(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _logit(s: numpy.ndarray) -> numpy.ndarray:

@@ -424,3 +424,33 @@ def test_tag_only_pipeline(tmp_path, encoders):
     assert cal["after"]["ece"] == pytest.approx(fit["methods"]["temperature"]["in_sample"]["tag_tokens"]["ece"], abs=1e-5)
     assert (tmp_path / "metrics" / "tagger_reliability.png").exists()
     assert not (tmp_path / "metrics" / "tagger_errors.html").exists()
+
+
+def test_no_predicted_entities(tmp_path):
+    """A model that predicts no entity (as after a few training steps) is
+    calibrated and reported without a division by zero or a format error."""
+    from spacy_tokclf import calibration as cal
+
+    log_probs = numpy.log(numpy.tile([[0.9, 0.05, 0.05]], (6, 1)))
+    data = {"ents": cal.TaskData(log_probs=log_probs, ids=numpy.zeros(6, dtype="int64"),
+                                 gold=numpy.array([0, 0, 1, 2, 0, 0]), doc=numpy.repeat([0, 1], 3))}
+    entities = cal.EntityData(start=numpy.zeros(0, dtype="int64"), end=numpy.zeros(0, dtype="int64"),
+                              label=[], correct=numpy.zeros(0, dtype=bool), doc=numpy.zeros(0, dtype="int64"),
+                              n_gold=1)
+    for method in ("temperature", "isotonic", "platt"):
+        fitted = cal.fit(data, entities, method)
+        assert cal.check_calibration(fitted, ["ents"]) is None
+        crossed = cal.cross_fit(data, entities, method, n_docs=2)
+        assert crossed["entities"]["n"] == 0 and crossed["entities"]["ece"] == 0.0
+    measured = cal.measure(None, data, entities)
+    assert measured["entities"]["mean_confidence"] is None
+    report = {"uncalibrated": measured, "method": "isotonic",
+              "methods": {"isotonic": {"in_sample": measured, "cross_fitted": measured}}}
+    assert "mean score - -> -" in "\n".join(cal.summary_lines(report))
+    summary = {"before": measured["entities"], "after": measured["entities"]}
+    text = calibration_report.markdown(
+        {"calibration": {"entities": summary}, "same_entities": True, "same_tags": True}
+    )
+    assert "| entities | 0 |" in text
+    calibration_report._plot_reliability({"entities": summary}, tmp_path / "r.png")
+    assert (tmp_path / "r.png").exists()
