@@ -19,7 +19,7 @@ encoder's in the same repetition (median over repetitions). Systems, all with
 the same encoder (all-MiniLM-L6-v2) and the same torch threads:
 
 - bare: the encoder's forward pass alone, under torch.inference_mode, on
-  batches laid out as token_classifier lays them out (spacy_tokclf.layers.alignment:
+  batches laid out as token_classifier lays them out (spacy_tokclf.layers.pieces:
   the same word pieces and windows, sorted by length, at most 4,096 padded
   pieces a call), but over all the docs at once, where the component lays out
   each nlp.pipe batch apart; tokenization excluded. The practical upper bound.
@@ -224,7 +224,7 @@ def build_bare(encoder: str, docs: List, naive: bool = False) -> Runner:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from spacy_tokclf.layers.alignment import (
+    from spacy_tokclf.layers.pieces import (
         layout_pieces,
         prepare_tokenizer,
         tokenize_docs,
@@ -768,21 +768,19 @@ def layout(args) -> None:
     import spacy
     from transformers import AutoTokenizer
 
-    from spacy_tokclf.layers import alignment
+    from spacy_tokclf.layers import pieces as alignment
     from spacy_tokclf.pipeline import DEFAULT_CONFIG
 
     check_inputs(DEV)
     settings = DEFAULT_CONFIG["model"]["tok2vec"]
-    if args.max_padding is not None:
-        alignment.MAX_PADDING = args.max_padding
-    if args.min_padding is not None:
-        alignment.MIN_PADDING = args.min_padding
+    max_padding = alignment.MAX_PADDING if args.max_padding is None else args.max_padding
+    min_padding = alignment.MIN_PADDING if args.min_padding is None else args.min_padding
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True)
     tokenizer, special = alignment.prepare_tokenizer(tokenizer)  # as the component does
     print(
         f"window {settings['window']}, stride {settings['stride']}, batch_pieces "
-        f"{settings['batch_pieces']}, padding limit {alignment.MAX_PADDING:.0%} "
-        f"(at least {alignment.MIN_PADDING}), nlp.pipe batches of {args.batch_size} docs"
+        f"{settings['batch_pieces']}, padding limit {max_padding:.0%} "
+        f"(at least {min_padding}), nlp.pipe batches of {args.batch_size} docs"
     )
     for unit in UNITS:
         docs = read_docs(DEV, spacy.blank("en").vocab, unit)
@@ -807,6 +805,8 @@ def layout(args) -> None:
                     None if sentence_starts is None else sentence_starts[i : i + args.batch_size]
                 ),
                 context=args.context,
+                max_padding=max_padding,
+                min_padding=min_padding,
             )
             calls += len(part.batches)
             padded += sum(ids.size for ids, _ in part.batches)

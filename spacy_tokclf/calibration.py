@@ -302,10 +302,10 @@ def collect(nlp, examples: Iterable, component: Optional[str] = None, batch_size
     doc_index = numpy.repeat(numpy.arange(len(lengths)), lengths)
     data: Dict[str, TaskData] = {}
     for task in pipe.tasks:
-        n_labels = len(pipe.task_labels(task))
+        n_labels = len(pipe.layout.output_labels(task))
         log_probs = [lp for lp, _ in parts[task]]
         ids = [i for _, i in parts[task]]
-        gold = [pipe._gold_ids(eg, task) for eg in examples]
+        gold = [pipe.gold_ids(eg, task) for eg in examples]
         data[task] = TaskData(
             log_probs=numpy.concatenate(log_probs) if log_probs else numpy.zeros((0, n_labels)),
             ids=numpy.concatenate(ids) if ids else numpy.zeros((0,), dtype="int64"),
@@ -319,7 +319,7 @@ def collect(nlp, examples: Iterable, component: Optional[str] = None, batch_size
 
 
 def _entities(pipe, examples: List, ents: TaskData, lengths: List[int]) -> EntityData:
-    labels = pipe.task_labels("ents")
+    labels = pipe.layout.output_labels("ents")
     offsets = numpy.concatenate([[0], numpy.cumsum(lengths)]).astype("int64")
     starts, ends, types, correct, docs = [], [], [], [], []
     n_gold = 0

@@ -302,7 +302,7 @@ class GlobalBatchLoss:
 
     def gold_counts(self, examples: Sequence[Example]) -> Dict[str, int]:
         return {
-            task: int(sum((self.pipe._gold_ids(eg, task) >= 0).sum() for eg in examples))
+            task: int(sum((self.pipe.gold_ids(eg, task) >= 0).sum() for eg in examples))
             for task in self.pipe.tasks
         }
 
@@ -315,9 +315,9 @@ class GlobalBatchLoss:
         xp = pipe.model.ops.xp
         X = xp.concatenate(scores)
         loss = 0.0
-        for task, cols in pipe._output_slices().items():
+        for task, cols in pipe.layout.slices.items():
             gold = numpy.concatenate(
-                [pipe._gold_ids(eg, task) for eg in examples] or [numpy.zeros((0,), "int64")]
+                [pipe.gold_ids(eg, task) for eg in examples] or [numpy.zeros((0,), "int64")]
             )
             rows = numpy.flatnonzero(gold >= 0)
             total = self.totals[task]

@@ -30,7 +30,7 @@ from spacy.tokens import Doc
 from spacy.util import SimpleFrozenDict
 
 from .annotation import OUTSIDE, scheme_labels
-from .layers.alignment import prepare_tokenizer
+from .layers.pieces import prepare_tokenizer
 from .layers.int8 import quantization_of
 from .layers.hf_encoder import (
     EncoderSettings,
@@ -238,7 +238,7 @@ def from_huggingface(
             f"\"first\" to predict as the model does."
         )
     if imported.missing:
-        labels = pipe.task_labels(imported.task)
+        labels = pipe.layout.output_labels(imported.task)
         warnings.warn(
             f"[{name}] The model has no label for {[labels[r] for r in imported.missing]}: "
             f"the component is never going to predict them (their head rows have "
@@ -292,7 +292,7 @@ def to_huggingface(
             f"to export. Train it (nlp.initialize() and nlp.update(), or spacy train), "
             f"or load a trained pipeline with spacy.load()."
         )
-    if quantization_of(shim._model.transformer) is not None:
+    if quantization_of(shim.transformer) is not None:
         raise ValueError(
             f"[{pipe.name}] This pipeline's encoder is quantized to int8 "
             f"(spacy_tokclf.quantize_encoder), and a quantized pipeline cannot be "
@@ -308,7 +308,7 @@ def to_huggingface(
             f"pooling = \"first\":\n    [components.{pipe.name}.model.tok2vec]\n"
             f"    pooling = \"first\""
         )
-    labels = pipe.task_labels(task)
+    labels = pipe.layout.output_labels(task)
     if task == "ents" and pipe.cfg["scheme"] == "BILUO":
         labels = [_biluo_to_bioes(label) for label in labels]
         warnings.warn(
@@ -320,8 +320,8 @@ def to_huggingface(
             f"Decode the BIOES labels yourself, or train with scheme = \"BIO\" for an "
             f"export that the pipeline decodes."
         )
-    hf_model = _token_classification_model(pipe.name, shim._model.transformer, labels)
-    cols = pipe._output_slices()[task]
+    hf_model = _token_classification_model(pipe.name, shim.transformer, labels)
+    cols = pipe.layout.slices[task]
     ops = pipe.model.ops
     W = ops.to_numpy(output_layer.get_param("W"))[cols]
     b = ops.to_numpy(output_layer.get_param("b"))[cols]
@@ -582,7 +582,7 @@ def _check_same_scores(
     """
     doc = Doc(pipe.vocab, words=CHECK_WORDS)
     ops = pipe.model.ops
-    scores = ops.to_numpy(pipe.model.predict([doc])[0])[:, pipe._output_slices()[task]]
+    scores = ops.to_numpy(pipe.model.predict([doc])[0])[:, pipe.layout.slices[task]]
     encoded = tokenizer(CHECK_WORDS, is_split_into_words=True, return_tensors="pt")
     word_ids = encoded.word_ids(0)
     first = [word_ids.index(i) for i in range(len(CHECK_WORDS))]

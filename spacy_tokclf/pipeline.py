@@ -27,6 +27,7 @@ from .annotation import (
     transition_masks,
 )
 from .calibration import check_calibration, map_entity_scores, scale_log_probs, temperature_of
+from .labels import LabelLayout
 from .scoring import score_token_classifier
 
 TASKS = ("ents", "tag")
@@ -198,18 +199,11 @@ class TokenClassifier(TrainablePipe):
         """RETURNS (Dict[str, List[str]]): labels per task, for `spacy init labels`."""
         return {task: list(self.cfg["labels"][task]) for task in self.tasks}
 
-    def task_labels(self, task: str) -> List[str]:
-        """The per-token output labels of a task: scheme labels for "ents"."""
-        labels = self.cfg["labels"][task]
-        return scheme_labels(labels, self.cfg["scheme"]) if task == "ents" else list(labels)
-
-    def _output_slices(self) -> Dict[str, slice]:
-        slices, start = {}, 0
-        for task in self.tasks:
-            n = len(self.task_labels(task))
-            slices[task] = slice(start, start + n)
-            start += n
-        return slices
+    @property
+    def layout(self) -> LabelLayout:
+        """RETURNS (LabelLayout): tasks, scheme, labels, output labels and the
+        head's columns of each task, as the cfg holds them now."""
+        return LabelLayout.from_cfg(self.cfg)
 
     def add_label(self, label: str, task: Optional[str] = None) -> int:
         """Add an entity type or tag before `initialize`.
@@ -283,7 +277,7 @@ class TokenClassifier(TrainablePipe):
         if not any(len(doc) for doc in docs):
             empty = {
                 task: (
-                    numpy.zeros((0, len(self.task_labels(task))), dtype="float32"),
+                    numpy.zeros((0, len(self.layout.output_labels(task))), dtype="float32"),
                     numpy.zeros((0,), dtype="int64"),
                 )
                 for task in self.tasks
@@ -295,10 +289,10 @@ class TokenClassifier(TrainablePipe):
         flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate(scores))
         # All docs' tokens at once: no loop over docs or tokens here.
         per_task = {}
-        for task, cols in self._output_slices().items():
+        for task, cols in self.layout.slices.items():
             log_probs = _log_softmax(flat[:, cols])
             if task == "ents":
-                masks = transition_masks(tuple(self.task_labels(task)), self.cfg["scheme"])
+                masks = transition_masks(tuple(self.layout.output_labels(task)), self.cfg["scheme"])
                 ids = constrained_decode_docs(log_probs, lengths, *masks)
             else:
                 ids = log_probs.argmax(axis=1)
@@ -317,7 +311,7 @@ class TokenClassifier(TrainablePipe):
         if "tag" in self.tasks:
             strings = self.vocab.strings
             tag_hashes = numpy.asarray(
-                [strings.add(tag) for tag in self.task_labels("tag")], dtype="uint64"
+                [strings.add(tag) for tag in self.layout.output_labels("tag")], dtype="uint64"
             )
         for doc, prediction in zip(docs, predictions):
             # Per task, the tokens whose existing annotation is kept
@@ -327,7 +321,7 @@ class TokenClassifier(TrainablePipe):
             if "ents" in prediction:
                 ids, token_probs = prediction["ents"]
                 spans = self._score_entities(
-                    label_spans(ids, token_probs, self.task_labels("ents"))
+                    label_spans(ids, token_probs, self.layout.output_labels("ents"))
                 )
                 kept["ents"] = self._set_ents(doc, spans)
             if "tag" in prediction and len(doc):
@@ -464,9 +458,9 @@ class TokenClassifier(TrainablePipe):
         X = xp.concatenate(scores)
         d_X = xp.zeros_like(X)
         total = None
-        for task, cols in self._output_slices().items():
+        for task, cols in self.layout.slices.items():
             gold = numpy.concatenate(
-                [self._gold_ids(eg, task) for eg in examples]
+                [self.gold_ids(eg, task) for eg in examples]
                 or [numpy.zeros((0,), dtype="int64")]
             )
             has_gold = gold >= 0
@@ -487,14 +481,14 @@ class TokenClassifier(TrainablePipe):
             raise ValueError(Errors.E910.format(name=self.name))
         return loss, list(xp.split(d_X, numpy.cumsum(lengths)[:-1].tolist()))
 
-    def _gold_ids(self, example: Example, task: str) -> numpy.ndarray:
+    def gold_ids(self, example: Example, task: str) -> numpy.ndarray:
         """Gold label id per predicted token; -1 where the gold is missing."""
         if task == "ents":
             scheme = self.cfg["scheme"]
             gold = [biluo_to_scheme(t, scheme) for t in example.get_aligned_ner()]
         else:
             gold = [t or None for t in example.get_aligned("TAG", as_string=True)]
-        index = {label: i for i, label in enumerate(self.task_labels(task))}
+        index = {label: i for i, label in enumerate(self.layout.output_labels(task))}
         ids = numpy.full((len(gold),), -1, dtype="int64")
         for i, label in enumerate(gold):
             if label is None:
@@ -717,7 +711,7 @@ class TokenClassifier(TrainablePipe):
                 f"{str(cfg)[:300]}. Copy the pipeline directory again from where it "
                 f"was saved, or save the pipeline again with nlp.to_disk()."
             )
-        n_labels = sum(len(self.task_labels(task)) for task in tasks)
+        n_labels = sum(len(self.layout.output_labels(task)) for task in tasks)
         output_layer = self.model.get_ref("output_layer")
         if output_layer.has_dim("nO") and output_layer.get_dim("nO") != n_labels:
             raise ValueError(

@@ -47,7 +47,7 @@ def quantize_encoder(nlp: Language) -> List[str]:
                 f"'{shim.device}'. Load the pipeline without spacy.require_gpu() / "
                 f"--gpu-id to quantize it."
             )
-        quantize_linear_layers(shim._model.transformer)
+        quantize_linear_layers(shim.transformer)
         quantized.append(name)
     if not quantized:
         if listeners:

@@ -43,12 +43,12 @@ def initialized(wordpiece):
 def gradient_rows(pipe, example: Example, task: str) -> List[int]:
     """The tokens of `example` that get a gradient for `task` (from all-zero
     scores, every token with gold gets one)."""
-    n_out = sum(len(pipe.task_labels(t)) for t in pipe.tasks)
+    n_out = sum(len(pipe.layout.output_labels(t)) for t in pipe.tasks)
     scores = [numpy.zeros((len(example.predicted), n_out), dtype="float32")]
     _, (d_scores,) = pipe.get_loss([example], scores)
     start = 0
     for t in pipe.tasks:
-        n = len(pipe.task_labels(t))
+        n = len(pipe.layout.output_labels(t))
         if t == task:
             d = numpy.asarray(d_scores)[:, start : start + n]
             return [i for i, row in enumerate(d) if numpy.abs(row).any()]

@@ -158,9 +158,9 @@ def argmax_is_valid(nlp, text: str, name: str = NAME) -> bool:
     sequence, which the component keeps as is (else it repairs it, and
     transformers' pipeline groups the invalid labels its own way)."""
     pipe = nlp.get_pipe(name)
-    labels = pipe.task_labels("ents")
+    labels = pipe.layout.output_labels("ents")
     words = [t.text for t in nlp.make_doc(text)]
-    ids = component_scores(nlp, words, name)[:, pipe._output_slices()["ents"]].argmax(axis=1)
+    ids = component_scores(nlp, words, name)[:, pipe.layout.slices["ents"]].argmax(axis=1)
     return is_valid(ids, *transition_masks(labels, pipe.cfg["scheme"]))
 
 
@@ -321,7 +321,7 @@ def test_import_predicts_as_the_model(checkpoints, case):
 def test_import_scores_are_the_model_logits(checkpoints, case):
     nlp = from_huggingface(checkpoints[case])
     pipe = nlp.get_pipe(NAME)
-    names = pipe.task_labels("ents")
+    names = pipe.layout.output_labels("ents")
     for text in ALL_TEXTS[:4]:
         words = [t.text for t in nlp.make_doc(text)]
         logits, id2label = hf_logits(checkpoints[case], words)
@@ -398,7 +398,7 @@ def test_import_missing_labels_warn_and_are_never_predicted(tmp_path, encoders):
     with pytest.warns(UserWarning, match=r"no label for \['I-PER'\]"):
         nlp = from_huggingface(ckpt)
     pipe = nlp.get_pipe(NAME)
-    i_row = pipe.task_labels("ents").index("I-PER")
+    i_row = pipe.layout.output_labels("ents").index("I-PER")
     assert pipe.model.get_ref("output_layer").get_param("b")[i_row] == MISSING_LABEL_BIAS
     for doc in nlp.pipe(ALL_TEXTS):
         ids, _ = pipe.predict([doc])[0]["ents"]
@@ -603,7 +603,7 @@ def test_export_pipeline_finds_the_same_entities(tmp_path, trained_ents):
     out = to_huggingface(nlp, tmp_path / "hf")
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     config = json.loads((out / "config.json").read_text())
-    labels = nlp.get_pipe(NAME).task_labels("ents")
+    labels = nlp.get_pipe(NAME).layout.output_labels("ents")
     assert config["id2label"] == {str(i): label for i, label in enumerate(labels)}
     assert config["label2id"] == {label: i for i, label in enumerate(labels)}
     assert config["architectures"] == ["BertForTokenClassification"]
@@ -620,7 +620,7 @@ def test_export_logits_are_the_component_scores(tmp_path, trained_ents):
     pipe = nlp.get_pipe(NAME)
     out = to_huggingface(nlp, tmp_path / "ents")
     out_tag = to_huggingface(nlp, tmp_path / "tag", task="tag")
-    cols = pipe._output_slices()
+    cols = pipe.layout.slices
     for text in ALL_TEXTS:
         words = [t.text for t in nlp.make_doc(text)]
         scores = component_scores(nlp, words)
@@ -730,7 +730,7 @@ def test_cli_import_and_export(tmp_path, checkpoints):
     id2label = json.loads((tmp_path / "hf" / "config.json").read_text())["id2label"]
     expected = [
         FROM_BILUO.get(label[0], label[0]) + label[1:] if label != "O" else label
-        for label in loaded.get_pipe(NAME).task_labels("ents")
+        for label in loaded.get_pipe(NAME).layout.output_labels("ents")
     ]
     assert list(id2label.values()) == expected and any(x.startswith("S-") for x in expected)
     words = [t.text for t in loaded.make_doc(SAME_WORD_TEXTS[0])]

@@ -122,13 +122,13 @@ def all_texts() -> List[str]:
 
 
 def n_outputs(pipe) -> int:
-    return sum(len(pipe.task_labels(task)) for task in pipe.tasks)
+    return sum(len(pipe.layout.output_labels(task)) for task in pipe.tasks)
 
 
 def task_columns(pipe, task: str) -> slice:
     start = 0
     for t in pipe.tasks:
-        n = len(pipe.task_labels(t))
+        n = len(pipe.layout.output_labels(t))
         if t == task:
             return slice(start, start + n)
         start += n
@@ -187,7 +187,7 @@ def test_overfit_labels(overfit):
 def test_schemes_learn(encoders, scheme):
     nlp, examples, _ = trained(encoders, "wordpiece", ["ents"], scheme)
     pipe = nlp.get_pipe(NAME)
-    labels = pipe.task_labels("ents")
+    labels = pipe.layout.output_labels("ents")
     assert ("U-PER" in labels and "L-PER" in labels) == (scheme == "BILUO")
     assert (labels == ["O"] + [f"I-{t}" for t in ENT_TYPES]) == (scheme == "IO")
     for text, annots in TRAIN_DATA:

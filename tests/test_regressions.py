@@ -6,7 +6,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from spacy_tokclf.architectures import build_hf_encoder
-from spacy_tokclf.layers.alignment import layout_pieces, tokenize_docs
+from spacy_tokclf.layers.pieces import layout_pieces, tokenize_docs
 
 
 def test_tokenizer_json_padding_and_truncation_are_ignored(wordpiece, tmp_path):

@@ -18,7 +18,7 @@ import spacy_tokclf
 from spacy_tokclf import from_huggingface, to_huggingface
 from spacy_tokclf.architectures import build_hf_encoder
 from spacy_tokclf.layers import hf_encoder
-from spacy_tokclf.layers.alignment import SpecialPieces, prepare_tokenizer
+from spacy_tokclf.layers.pieces import SpecialPieces, prepare_tokenizer
 
 from .util import TRAIN_DATA, make_examples, make_nlp, train
 

@@ -250,7 +250,7 @@ def test_cfg_survives(wordpiece):
     pipe3 = nlp3.get_pipe(NAME)
     assert pipe3.cfg == cfg
     assert pipe3.labels == tuple(labels["tag"] + labels["ents"])
-    assert "U-MISC" in pipe3.task_labels("ents")
+    assert "U-MISC" in pipe3.layout.output_labels("ents")
     doc = nlp3("Angela Merkel visited Paris.")
     assert "scored" in doc.spans
     assert all(t.tag_ in labels["tag"] for t in doc)

@@ -1,4 +1,4 @@
-from .alignment import PieceLayout, SpecialPieces, layout_pieces, tokenize_docs
+from .pieces import PieceLayout, SpecialPieces, layout_pieces, tokenize_docs
 from .hf_encoder import HFEncoderShim, PieceEncoder, load_encoder
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 The torch side (`PieceEncoder`) runs the transformer over padded windows and
 pools word pieces into spaCy tokens; the thinc side tokenizes, lays out the
-windows (see alignment.py) and converts arrays. `HFEncoderShim` makes the
+windows (see pieces.py) and converts arrays. `HFEncoderShim` makes the
 layer self-contained on disk: it saves the transformer config, weights and
 tokenizer files, and rebuilds them without the original model name.
 """
@@ -29,7 +29,7 @@ from thinc.api import (
 )
 from thinc.types import Floats2d
 
-from .alignment import SpecialPieces, layout_pieces, prepare_tokenizer, tokenize_docs
+from .pieces import SpecialPieces, layout_pieces, prepare_tokenizer, tokenize_docs
 from .int8 import INT8_DYNAMIC, quantization_of, quantize_linear_layers
 
 POOLINGS = ("first", "mean")
@@ -117,7 +117,18 @@ class HFEncoderShim(PyTorchShim):
 
     @property
     def loaded(self) -> bool:
+        """Whether the encoder has weights (set_encoder or from_bytes ran)."""
         return self._model is not None
+
+    @property
+    def piece_encoder(self) -> Optional[PieceEncoder]:
+        """The torch module (transformer + pooling); None before it is loaded."""
+        return self._model
+
+    @property
+    def transformer(self) -> Optional[torch.nn.Module]:
+        """The Hugging Face transformer; None before it is loaded."""
+        return None if self._model is None else self._model.transformer
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         """Run the encoder without gradients, in eval mode, thread-safely.
@@ -302,7 +313,7 @@ def hf_encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) 
     check_window(model)
     if X:
         warn_if_mostly_unknown(shim, X, model.attrs["settings"].name)
-    model.set_dim("nO", shim._model.transformer.config.hidden_size)
+    model.set_dim("nO", shim.transformer.config.hidden_size)
 
 
 # A share of unknown pieces above which the tokenizer cannot be the one the

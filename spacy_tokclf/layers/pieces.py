@@ -288,6 +288,8 @@ def layout_pieces(
     pooling: str,
     sentence_starts: Optional[Sequence[Optional[Sequence[int]]]] = None,
     context: Optional[int] = None,
+    max_padding: float = MAX_PADDING,
+    min_padding: int = MIN_PADDING,
 ) -> PieceLayout:
     """Cut each doc's pieces into windows and pack the windows into batches.
 
@@ -299,7 +301,8 @@ def layout_pieces(
 
     Windows are sorted by length and packed so that no call holds more than
     `batch_pieces` padded positions (at least one window a call) and little
-    padding (see MAX_PADDING), however much the lengths vary.
+    padding: at most `max_padding` of a call's positions, or `min_padding`
+    positions, whichever is more (see MAX_PADDING), however much the lengths vary.
     """
     n_prefix, n_suffix = len(special.prefix), len(special.suffix)
     # Per window: (doc index, start, end) in that doc's pieces.
@@ -337,7 +340,7 @@ def layout_pieces(
         while j < len(order):
             padded = (j - i + 1) * lengths_sorted[j]
             if padded > batch_pieces or padded - (real + lengths_sorted[j]) > max(
-                MAX_PADDING * padded, MIN_PADDING
+                max_padding * padded, min_padding
             ):
                 break
             real += lengths_sorted[j]

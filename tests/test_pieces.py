@@ -1,5 +1,5 @@
 """spaCy tokens -> word pieces -> windows -> padded batches, and back
-(spacy_tokclf/layers/alignment.py), then the encoder built on it: one vector
+(spacy_tokclf/layers/pieces.py), then the encoder built on it: one vector
 per spaCy token, whatever the tokenizer family, the doc length or the batch.
 """
 import dataclasses
@@ -14,7 +14,7 @@ import spacy
 from spacy.tokens import Doc
 
 from spacy_tokclf.architectures import build_hf_encoder
-from spacy_tokclf.layers.alignment import (
+from spacy_tokclf.layers.pieces import (
     SpecialPieces,
     layout_pieces,
     tokenize_docs,

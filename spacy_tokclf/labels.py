@@ -1,0 +1,230 @@
+"""Labels in one place: the tasks, the entity scheme, each task's labels, the
+per-token output labels and where each task's columns sit in the head's
+output (`LabelLayout`), and the rules for label strings, including the
+Hugging Face schemes (BIOES/IOBES, "_" separators) read on import.
+
+The component, the loss, the decoder and the Hugging Face import/export all
+read labels through this module.
+"""
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import Errors, error
+
+TASKS = ("ents", "tag")
+SCHEMES = ("BIO", "BILUO", "IO")
+SCHEME_PREFIXES = {"BIO": "BI", "BILUO": "BILU", "IO": "I"}
+OUTSIDE = "O"
+
+# "B-PER", "I_WORK-OF-ART", "S-LOC": a scheme prefix, "-" or "_", the type.
+PREFIXED_LABEL = re.compile(r"^([BIESLU])[-_](.+)$")
+# transformers' names for labels nobody named (config.json without id2label).
+PLACEHOLDER_LABEL = re.compile(r"^LABEL_\d+$")
+# BIOES/IOBES prefixes as the component's BILUO names them.
+TO_BILUO = {"E": "L", "S": "U"}
+FROM_BILUO = {"L": "E", "U": "S"}
+
+
+# Label strings -----------------------------------------------------------------
+
+
+def split_label(label: str) -> Tuple[str, str]:
+    """"B-WORK-OF-ART" -> ("B", "WORK-OF-ART"); "O" -> ("O", "")."""
+    if label == OUTSIDE:
+        return OUTSIDE, ""
+    prefix, _, ent_type = label.partition("-")
+    return prefix, ent_type
+
+
+def scheme_labels(entity_types: Iterable[str], scheme: str) -> List[str]:
+    """The per-token labels of a scheme: "O" first, then each type's prefixes."""
+    prefixes = SCHEME_PREFIXES[scheme]
+    return [OUTSIDE] + [f"{p}-{t}" for t in entity_types for p in prefixes]
+
+
+def biluo_to_scheme(tag: Optional[str], scheme: str) -> Optional[str]:
+    """Convert a spaCy BILUO tag to the component's scheme; None if missing."""
+    if tag is None or tag == "" or tag == "-":
+        return None
+    if scheme == "BILUO" or tag == OUTSIDE:
+        return tag
+    prefix, ent_type = split_label(tag)
+    if scheme == "IO":
+        return "I-" + ent_type
+    return ("B-" if prefix in ("B", "U") else "I-") + ent_type
+
+
+def biluo_to_bioes(label: str) -> str:
+    """"L-PER" -> "E-PER", "U-PER" -> "S-PER": BILUO as Hugging Face names it."""
+    prefix, sep, ent_type = label.partition("-")
+    return f"{FROM_BILUO.get(prefix, prefix)}{sep}{ent_type}" if sep else label
+
+
+# The layout of a component's labels ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """Tasks, scheme and labels of a component, and what follows from them:
+    the per-token output labels of each task and the columns of the head's
+    output that hold them (tasks side by side, in task order).
+
+    tasks: "ents" and/or "tag", in head order.
+    scheme: "BIO", "BILUO" or "IO" (how entity types become token labels).
+    labels: task -> entity types ("ents") or tags ("tag").
+    """
+
+    tasks: Tuple[str, ...]
+    scheme: str
+    labels: Mapping[str, Tuple[str, ...]]
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> "LabelLayout":
+        """The layout of a component's cfg ("tasks", "scheme", "labels")."""
+        tasks = tuple(cfg["tasks"])
+        return cls(tasks, cfg["scheme"], {t: tuple(cfg["labels"][t]) for t in tasks})
+
+    def output_labels(self, task: str) -> List[str]:
+        """The per-token output labels of a task: scheme labels for "ents"."""
+        labels = self.labels[task]
+        return scheme_labels(labels, self.scheme) if task == "ents" else list(labels)
+
+    @property
+    def slices(self) -> Dict[str, slice]:
+        """task -> the columns of the head's output that hold its labels."""
+        slices, start = {}, 0
+        for task in self.tasks:
+            n = len(self.output_labels(task))
+            slices[task] = slice(start, start + n)
+            start += n
+        return slices
+
+    @property
+    def n_outputs(self) -> int:
+        """Columns of the head's output: all tasks' output labels."""
+        return sum(len(self.output_labels(task)) for task in self.tasks)
+
+
+def check_tasks(name: str, tasks: Sequence[str]) -> None:
+    """Raise unless `tasks` is a non-empty list of distinct known tasks."""
+    tasks = list(tasks)
+    if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+        raise ValueError(error(Errors.INVALID_TASKS, name, tasks=tasks, known=list(TASKS)))
+
+
+def check_scheme(name: str, scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(
+            error(
+                Errors.INVALID_SCHEME,
+                name,
+                scheme=scheme,
+                known=", ".join(repr(s) for s in SCHEMES),
+            )
+        )
+
+
+def is_valid_cfg(cfg: Mapping[str, Any]) -> bool:
+    """Whether a (loaded) cfg holds valid tasks, scheme and labels."""
+    try:
+        tasks = list(cfg["tasks"])
+        return (
+            bool(tasks)
+            and all(task in TASKS for task in tasks)
+            and len(set(tasks)) == len(tasks)
+            and cfg["scheme"] in SCHEMES
+            and all(isinstance(label, str) for task in tasks for label in cfg["labels"][task])
+        )
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+# Hugging Face labels ----------------------------------------------------------------
+
+
+@dataclass
+class ImportedLabels:
+    """How a model's labels become a component's labels.
+
+    task: "ents" or "tag".
+    scheme: "BIO", "BILUO" or "IO" for task "ents"; None for "tag".
+    labels: the component's labels (entity types, or tags).
+    rows: per output row of the component's head, the model's label id, or
+        None where the model has no such label.
+    """
+
+    task: str
+    scheme: Optional[str]
+    labels: List[str]
+    rows: List[Optional[int]]
+
+    @property
+    def missing(self) -> List[int]:
+        return [r for r, i in enumerate(self.rows) if i is None]
+
+
+def read_hf_labels(names: Sequence[str], task: Optional[str] = None) -> ImportedLabels:
+    """Map a model's labels (id2label, in id order) to a component's.
+
+    Entity labels are "O" and a scheme prefix, "-" or "_", and the type
+    ("B-PER", "I_LOC", "S-WORK-OF-ART"). The prefixes present decide the
+    scheme: I only -> "IO"; B, I -> "BIO"; with E/S (BIOES) or L/U (BILOU)
+    -> "BILUO" (S -> U, E -> L). Labels without any prefix are tags.
+
+    names (Sequence[str]): the model's labels, label id i at position i.
+    task (Optional[str]): "ents", "tag" or None to decide from the labels.
+    RETURNS (ImportedLabels): task, scheme, labels and head rows.
+    """
+    names = list(names)
+    if task not in (None, "ents", "tag"):
+        raise ValueError(error(Errors.HF_UNKNOWN_TASK, task=task))
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(error(Errors.HF_DUPLICATE_LABELS, duplicates=duplicates[:10]))
+    if task is None and all(PLACEHOLDER_LABEL.match(n) for n in names):
+        raise ValueError(error(Errors.HF_PLACEHOLDER_LABELS, first=", ".join(names[:3])))
+    matches = [PREFIXED_LABEL.match(n) for n in names]
+    plain = [n for n, m in zip(names, matches) if m is None and n != OUTSIDE]
+    if task is None:
+        if not any(matches):
+            task = "tag"
+        elif plain:
+            prefixed = [n for n, m in zip(names, matches) if m is not None]
+            raise ValueError(
+                error(Errors.HF_MIXED_LABELS, prefixed=prefixed[:3], plain=plain[:5])
+            )
+        else:
+            task = "ents"
+    if task == "tag":
+        return ImportedLabels("tag", None, names, list(range(len(names))))
+    if plain:
+        raise ValueError(error(Errors.HF_PLAIN_ENTITY_LABELS, plain=plain[:5]))
+    prefixes = {m.group(1) for m in matches if m is not None}
+    if prefixes & {"E", "S"} and prefixes & {"L", "U"}:
+        raise ValueError(error(Errors.HF_MIXED_SCHEMES, prefixes=sorted(prefixes)))
+    if prefixes <= {"I"}:
+        scheme = "IO"
+    elif prefixes <= {"B", "I"}:
+        scheme = "BIO"
+    else:
+        scheme = "BILUO"
+    types: List[str] = []
+    index: Dict[str, int] = {}
+    for label_id, (name, m) in enumerate(zip(names, matches)):
+        if m is None:
+            key = OUTSIDE
+        else:
+            prefix, ent_type = m.groups()
+            key = f"{TO_BILUO.get(prefix, prefix)}-{ent_type}"
+            if ent_type not in types:
+                types.append(ent_type)
+        if key in index:
+            raise ValueError(
+                error(Errors.HF_SAME_LABEL_TWICE, first=names[index[key]], second=name, key=key)
+            )
+        index[key] = label_id
+    if not types:
+        raise ValueError(error(Errors.HF_NO_ENTITY_LABELS))
+    rows = [index.get(label) for label in scheme_labels(types, scheme)]
+    return ImportedLabels("ents", scheme, types, rows)
