@@ -30,14 +30,14 @@ from spacy.tokens import Doc
 from spacy.util import SimpleFrozenDict
 
 from .annotation import OUTSIDE, scheme_labels
-from .layers.pieces import prepare_tokenizer
-from .layers.int8 import quantization_of
-from .layers.hf_encoder import (
+from .layers import (
     EncoderSettings,
     HFEncoderShim,
     PieceEncoder,
     fit_window,
     max_window,
+    prepare_tokenizer,
+    quantization_of,
 )
 from .pipeline import DEFAULT_CONFIG, TokenClassifier
 
