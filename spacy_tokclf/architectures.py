@@ -2,18 +2,10 @@
 from typing import Optional
 
 from spacy.util import registry
-from thinc.api import Dropout, Linear, Model, chain, with_array
-from thinc.layers.pytorchwrapper import forward as pytorch_forward
+from thinc.api import Dropout, Linear, chain, with_array
 
-from .layers.hf_encoder import (
-    POOLINGS,
-    EncoderSettings,
-    HFEncoderShim,
-    convert_inputs,
-    convert_outputs,
-    hf_encoder_init,
-)
-from .types import Tok2VecT, TokenScoresT
+from .layers import POOLINGS, EncoderSettings, HFEncoder
+from .types import PerTokenModelT
 
 
 @registry.architectures("spacy-tokclf.HFEncoder.v1")
@@ -23,7 +15,7 @@ def build_hf_encoder(
     window: int = 256,
     stride: int = 192,
     batch_pieces: int = 4096,
-) -> Tok2VecT:
+) -> PerTokenModelT:
     """HFEncoder.v2 without sentence context: docs are read whole, in
     windows, whatever their sentence boundaries."""
     return build_hf_encoder_v2(
@@ -44,7 +36,7 @@ def build_hf_encoder_v2(
     stride: int = 192,
     batch_pieces: int = 4096,
     context: Optional[int] = None,
-) -> Tok2VecT:
+) -> PerTokenModelT:
     """A Hugging Face encoder that gives one vector per spaCy token. Nothing is
     loaded until the model is initialized.
 
@@ -87,24 +79,13 @@ def build_hf_encoder_v2(
             f"and `model.tok2vec.window` - 1 ({window - 1}) pieces, or null to read "
             f"docs whole without using their sentence boundaries."
         )
-    return Model(
-        "hf_encoder",
-        pytorch_forward,
-        init=hf_encoder_init,
-        attrs={
-            "settings": EncoderSettings(name, pooling, window, stride, batch_pieces, context),
-            "convert_inputs": convert_inputs,
-            "convert_outputs": convert_outputs,
-        },
-        shims=[HFEncoderShim()],
-        dims={"nO": None},
-    )
+    return HFEncoder(EncoderSettings(name, pooling, window, stride, batch_pieces, context))
 
 
 @registry.architectures("spacy-tokclf.TokenClassifier.v1")
 def build_token_classifier(
-    tok2vec: Tok2VecT, nO: Optional[int] = None, dropout: float = 0.1
-) -> TokenScoresT:
+    tok2vec: PerTokenModelT, nO: Optional[int] = None, dropout: float = 0.1
+) -> PerTokenModelT:
     """Per-token label scores: an encoder, dropout and one linear layer whose
     outputs are the labels of all tasks side by side (one head per task, in
     one matrix product). The component sets nO from its labels.

@@ -3,8 +3,7 @@ from typing import List
 
 from spacy.language import Language
 
-from .layers.hf_encoder import HFEncoderShim
-from .layers.int8 import quantize_linear_layers
+from .layers import HFEncoderShim, quantize_linear_layers
 from .pipeline import TokenClassifier
 
 

@@ -5,7 +5,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-# A per-token encoder: one row per spaCy token, one array per doc.
-Tok2VecT = Model[List[Doc], List[Floats2d]]
-# The full token classifier: one row of label scores per spaCy token.
-TokenScoresT = Model[List[Doc], List[Floats2d]]
+# One array per doc, one row per spaCy token: the encoder (token vectors,
+# [len(doc), H]) and the whole token classifier (label scores, [len(doc), nO])
+# both have this type, so they can be chained and swapped for listeners.
+PerTokenModelT = Model[List[Doc], List[Floats2d]]

@@ -21,7 +21,7 @@ from spacy_tokclf.layers.pieces import (
     window_owners,
     window_starts,
 )
-from spacy_tokclf.layers.hf_encoder import load_encoder
+from spacy_tokclf.layers.hf_shim import load_encoder
 
 # (words, spaces): tokens the tokenizers find hard. Built with Doc(words=...)
 # so that the spaCy tokens, whitespace tokens included, are exactly these.

@@ -17,7 +17,7 @@ from spacy.vocab import Vocab
 import spacy_tokclf
 from spacy_tokclf import from_huggingface, to_huggingface
 from spacy_tokclf.architectures import build_hf_encoder
-from spacy_tokclf.layers import hf_encoder
+from spacy_tokclf.layers import hf_shim
 from spacy_tokclf.layers.pieces import SpecialPieces, prepare_tokenizer
 
 from .util import TRAIN_DATA, make_examples, make_nlp, train
@@ -111,8 +111,8 @@ def test_position_limit_read_from_the_model_for_any_type(encoders):
     model = Data2VecTextModel(config)
     _, special = prepare_tokenizer(tokenizer)
     # 40 rows, the first pad_id + 1 = 2 unused: 38 positions, 36 without <s> and </s>.
-    assert hf_encoder.position_limit(model, tokenizer) == 38
-    assert hf_encoder.max_window(model, tokenizer, special) == 36
+    assert hf_shim.position_limit(model, tokenizer) == 38
+    assert hf_shim.max_window(model, tokenizer, special) == 36
     # Reading a window of that length works; one more would index past the table.
     ids = torch.full((1, 38), 5)
     model(input_ids=ids)
@@ -138,11 +138,11 @@ def test_default_window_longer_than_the_model_is_fitted_and_logged(wordpiece, tm
 
 
 def test_fit_window_keeps_an_overlap():
-    assert hf_encoder.fit_window(256, 192, 510) == (256, 192)
-    window, stride = hf_encoder.fit_window(256, 192, 126)
+    assert hf_shim.fit_window(256, 192, 510) == (256, 192)
+    window, stride = hf_shim.fit_window(256, 192, 126)
     assert window == 126 and 0 < stride < window
     for limit in range(1, 300):
-        window, stride = hf_encoder.fit_window(256, 192, limit)
+        window, stride = hf_shim.fit_window(256, 192, limit)
         assert window <= limit and 1 <= stride <= window
         assert window == 1 or stride < window
 
@@ -271,7 +271,7 @@ def test_int8_pipeline_on_a_gpu_device_is_a_clear_error(trained_both, monkeypatc
     nlp.from_bytes(trained_both.to_bytes())
     spacy_tokclf.quantize_encoder(nlp)
     data = nlp.to_bytes()
-    monkeypatch.setattr(hf_encoder, "get_torch_default_device", lambda: torch.device("cuda", 0))
+    monkeypatch.setattr(hf_shim, "get_torch_default_device", lambda: torch.device("cuda", 0))
     fresh = make_nlp(Path(encoder_settings(nlp).name))
     with pytest.raises(ValueError, match="int8.*CPU only.*require_gpu"):
         fresh.from_bytes(data)
