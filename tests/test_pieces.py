@@ -17,6 +17,7 @@ from spacy_tokclf.architectures import build_hf_encoder
 from spacy_tokclf.layers.pieces import (
     SpecialPieces,
     layout_pieces,
+    split_by_call,
     tokenize_docs,
     window_owners,
     window_starts,
@@ -295,6 +296,16 @@ def flat_ids(layout) -> numpy.ndarray:
     return numpy.concatenate([ids.reshape(-1) for ids, _ in layout.batches])
 
 
+def read_positions(layout) -> numpy.ndarray:
+    """For each row the encoder reads, its flat index into all calls' input
+    positions, from the layout's per-call selections and gather (as
+    PieceEncoder reads them)."""
+    offsets = numpy.cumsum([0] + [ids.size for ids, _ in layout.batches])
+    flat = [rows + offset for rows, offset in zip(layout.selections, offsets)]
+    joined = numpy.concatenate(flat) if flat else numpy.zeros((0,), dtype="int64")
+    return joined[layout.gather]
+
+
 def row_window_start(layout, special: SpecialPieces, piece_of: Dict[int, Tuple[int, int]]):
     """For each flat position: (doc, start piece) of the window in its row."""
     out: List[Tuple[int, int]] = []
@@ -326,19 +337,19 @@ def test_layout_first_pooling_reads_first_piece_of_each_token(
         doc_pieces, special, window=window, stride=stride, batch_pieces=batch_pieces,
         pooling="first",
     )
-    assert layout.lengths == lengths
     assert layout.n_tokens == sum(lengths)
     assert layout.token_index is None
-    assert layout.positions.shape == (sum(lengths),)
+    positions = read_positions(layout)
+    assert positions.shape == (sum(lengths),)
     expected = numpy.concatenate(
         [ids[numpy.r_[True, owners[1:] != owners[:-1]]] for ids, owners in doc_pieces if len(ids)]
     )
     flat = flat_ids(layout)
-    assert flat[layout.positions].tolist() == expected.tolist()
+    assert flat[positions].tolist() == expected.tolist()
     # Each token is read in the window that owns its first piece.
     piece_of = {int(i): (d, p) for d, (ids, _) in enumerate(doc_pieces) for p, i in enumerate(ids)}
     row_start = row_window_start(layout, special, piece_of)
-    for pos in layout.positions:
+    for pos in positions:
         d, p = piece_of[int(flat[pos])]
         n = len(doc_pieces[d][0])
         starts, length = window_starts(n, window, stride)
@@ -359,7 +370,7 @@ def test_layout_mean_pooling_reads_every_piece(special_name, lengths, window, st
         [owners + offset for (_, owners), offset in zip(doc_pieces, offsets)]
     )
     assert layout.n_tokens == sum(lengths)
-    assert flat_ids(layout)[layout.positions].tolist() == all_ids.tolist()
+    assert flat_ids(layout)[read_positions(layout)].tolist() == all_ids.tolist()
     assert layout.token_index.tolist() == token_index.tolist()
 
 
@@ -405,21 +416,19 @@ def test_layout_empty_docs_give_no_rows():
             layout = layout_pieces(
                 docs, special, window=8, stride=4, batch_pieces=64, pooling=pooling
             )
-            assert layout.batches == []
-            assert layout.positions.shape == (0,)
+            assert layout.batches == [] and layout.selections == []
+            assert read_positions(layout).shape == (0,)
             assert layout.n_tokens == 0
-            assert layout.lengths == [0] * len(docs)
         ids = numpy.asarray([1000, 1001, 1002], dtype="int64")
         owners = numpy.asarray([0, 0, 1], dtype="int64")
         layout = layout_pieces(
             [empty, (ids, owners), empty], special, window=8, stride=4, batch_pieces=64,
             pooling=pooling,
         )
-        assert layout.lengths == [0, 2, 0]
         assert layout.n_tokens == 2
         assert len(layout.batches) == 1 and layout.batches[0][0].shape == (1, 5)
         expected = [1000, 1002] if pooling == "first" else [1000, 1001, 1002]
-        assert flat_ids(layout)[layout.positions].tolist() == expected
+        assert flat_ids(layout)[read_positions(layout)].tolist() == expected
 
 
 # The encoder, end to end ------------------------------------------------------------
@@ -539,19 +548,34 @@ def test_encoder_mean_equals_first_for_one_piece_tokens(encoder_dir, odd_docs):
 
 @pytest.mark.parametrize("pooling", ["first", "mean"])
 @pytest.mark.parametrize("lengths,window,stride,batch_pieces", LAYOUT_CASES)
-def test_layout_selections_read_the_same_rows_as_positions(
+def test_layout_selections_are_local_rows_of_each_call(
     pooling, lengths, window, stride, batch_pieces
 ):
-    """Per-call selections + gather give exactly flat[positions], in order."""
+    """Each call selects rows of its own input, and gather is a permutation
+    of all selected rows."""
     special = SPECIALS[sorted(SPECIALS)[0]]
     layout = layout_pieces(
         random_doc_pieces(1, lengths), special, window=window, stride=stride,
         batch_pieces=batch_pieces, pooling=pooling,
     )
     assert len(layout.selections) == len(layout.batches)
-    selected = [ids.reshape(-1)[rows] for (ids, _), rows in zip(layout.batches, layout.selections)]
     for (ids, _), rows in zip(layout.batches, layout.selections):
         assert ((rows >= 0) & (rows < ids.size)).all()
-    joined = numpy.concatenate(selected) if selected else numpy.zeros((0,), dtype="int64")
-    assert sorted(layout.gather.tolist()) == list(range(len(layout.positions)))
-    assert joined[layout.gather].tolist() == flat_ids(layout)[layout.positions].tolist()
+    n_rows = sum(len(rows) for rows in layout.selections)
+    assert sorted(layout.gather.tolist()) == list(range(n_rows))
+
+
+def test_split_by_call_reads_the_same_rows_as_flat_positions():
+    """concat(per-call selected rows)[gather] == flat[positions], in order."""
+    rng = numpy.random.default_rng(0)
+    call_sizes = [6, 0, 10, 4]
+    flat = rng.normal(size=(sum(call_sizes), 3))
+    positions = rng.permutation(sum(call_sizes))[:12]
+    selections, gather = split_by_call(positions, call_sizes)
+    assert [len(rows) for rows in selections] == [
+        int(((positions >= a) & (positions < a + n)).sum())
+        for a, n in zip(numpy.cumsum([0] + call_sizes[:-1]), call_sizes)
+    ]
+    calls = numpy.split(flat, numpy.cumsum(call_sizes)[:-1])
+    joined = numpy.concatenate([call[rows] for call, rows in zip(calls, selections)])
+    assert (joined[gather] == flat[positions]).all()

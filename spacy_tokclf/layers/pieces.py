@@ -195,30 +195,28 @@ def window_owners(n_pieces: int, starts: numpy.ndarray, length: int) -> numpy.nd
 
 @dataclass
 class PieceLayout:
-    """Where every piece of a batch of docs sits in the padded encoder input.
+    """Where every piece of a batch of docs sits in the padded encoder input
+    (piece_encoder.EncoderInputs carries it to torch, as tensors). R is the
+    number of rows read: one per token with pooling "first", one per piece
+    with "mean".
 
     batches: per encoder call, (input ids [B, L], attention mask [B, L]).
-    positions: for each row of the output, its flat index into the
-        concatenation of all calls' hidden states reshaped to [sum(B * L), H].
     selections: per call, the rows of its own hidden states [B * L, H] to
-        keep (positions, split by call), so that each call's full hidden
-        states can be dropped as soon as it returns.
-    gather: for each row of the output, its index into the concatenation of
-        the calls' selected rows.
-    token_index: for each row of positions, the row of the output token
+        keep, so that each call's full hidden states can be dropped as soon
+        as it returns.
+    gather [R]: for each row read, its index into the concatenation of the
+        calls' selected rows.
+    token_index [R] or None: for each row read, the row of its output token
         (tokens numbered across the whole batch of docs); None when pooling
-        "first", where positions already has one row per token.
+        "first", where the rows are already one per token.
     n_tokens: total number of spaCy tokens.
-    lengths: tokens per doc.
     """
 
     batches: List[Tuple[numpy.ndarray, numpy.ndarray]]
-    positions: numpy.ndarray
     selections: List[numpy.ndarray]
     gather: numpy.ndarray
-    token_index: Any
+    token_index: Optional[numpy.ndarray]
     n_tokens: int
-    lengths: List[int]
 
 
 def sentence_windows(
@@ -361,15 +359,16 @@ def layout_pieces(
         batches.append((ids, mask))
         flat += len(members) * width
         i = j
+    # For each row read, its flat index into the concatenation of all calls'
+    # hidden states reshaped to [sum(B * L), H].
     positions = []
     token_rows = []
-    lengths = []
     n_tokens = 0
     for d, (ids, owners) in enumerate(doc_pieces):
         first_window, owner = doc_windows[d]
-        lengths.append(int(owners[-1]) + 1 if len(owners) else 0)
         if len(ids) == 0:
             continue
+        n_doc_tokens = int(owners[-1]) + 1
         piece_idx = numpy.arange(len(ids))
         w = first_window + owner
         starts = numpy.asarray([windows[k][1] for k in range(first_window, first_window + owner[-1] + 1)])
@@ -381,13 +380,12 @@ def layout_pieces(
         else:
             positions.append(pos)
             token_rows.append(owners + n_tokens)
-        n_tokens += lengths[-1]
+        n_tokens += n_doc_tokens
     empty = numpy.zeros((0,), dtype="int64")
     flat_positions = numpy.concatenate(positions) if positions else empty
     selections, gather = split_by_call(flat_positions, [ids.size for ids, _ in batches])
     return PieceLayout(
         batches=batches,
-        positions=flat_positions,
         selections=selections,
         gather=gather,
         token_index=(
@@ -396,7 +394,6 @@ def layout_pieces(
             else (numpy.concatenate(token_rows) if token_rows else empty)
         ),
         n_tokens=n_tokens,
-        lengths=lengths,
     )
 
 
