@@ -119,7 +119,8 @@ def train_ddp_cli(
             return
         import torch.distributed as dist
 
-        from .distributed import init_process_group, train_from_config
+        from .distributed import train_from_config
+        from .gradient_sync import init_process_group
 
         rank, world_size, local_rank = init_process_group(gpu, timeout_minutes)
         try:

@@ -1,4 +1,5 @@
-"""Data-parallel training (spacy_tokclf.distributed) on CPU with gloo.
+"""Data-parallel training (spacy_tokclf.distributed, .data_parallel,
+.gradient_sync) on CPU with gloo.
 
 Two processes train on shards of the same global batches; after each step
 both must hold the same weights, equal to those of one process training on
@@ -22,7 +23,8 @@ import torch.multiprocessing as mp
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_tokclf.distributed import DataParallel, GradientSync, shard_batch
+from spacy_tokclf.data_parallel import DataParallel
+from spacy_tokclf.gradient_sync import GradientSync, shard_batch
 
 from .util import TRAIN_DATA, make_nlp
 
@@ -99,20 +101,20 @@ def _worker(rank: int, world_size: int, init_file: str, encoder: str, out_dir: s
 def _plain_mean_of_ranks() -> None:
     """What DistributedDataParallel does: average the ranks' gradients, each
     the gradient of its own shard's mean loss (in this worker process only)."""
-    import spacy_tokclf.distributed as distributed
+    from spacy_tokclf.data_parallel import GlobalBatchLoss
 
     def plain_loss(self, examples, scores):
         return type(self.pipe).get_loss(self.pipe, list(examples), scores)
 
-    distributed.GlobalBatchLoss.__call__ = plain_loss
-    init = distributed.GradientSync.__init__
+    GlobalBatchLoss.__call__ = plain_loss
+    init = GradientSync.__init__
 
     def averaging_init(self, nlp, **kwargs):
         init(self, nlp, **kwargs)
         for p in self.params:
             p.scale = 1.0 / self.world_size
 
-    distributed.GradientSync.__init__ = averaging_init
+    GradientSync.__init__ = averaging_init
 
 
 def _load(path: Path) -> list:
