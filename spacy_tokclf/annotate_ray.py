@@ -14,20 +14,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
-from .annotate import (
-    ANNOTATE_INSTALL,
-    Counts,
+from .annotate import ANNOTATE_INSTALL, Counts, annotate_chunk, default_threads
+from .annotate_input import chunked, input_files, input_format, read_rows
+from .annotate_output import (
     OutputSpec,
     Writer,
-    annotate_chunk,
     arrow_schema,
-    chunked,
-    default_threads,
-    input_files,
-    input_format,
     output_format,
     output_spec,
-    read_rows,
     to_arrow,
     to_json_lines,
 )

@@ -14,14 +14,9 @@ import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_tokclf.annotate import (
-    annotate_chunk,
-    annotate_local,
-    input_files,
-    output_spec,
-    read_output,
-    read_rows,
-)
+from spacy_tokclf.annotate import annotate_chunk, annotate_local
+from spacy_tokclf.annotate_input import input_files, read_rows
+from spacy_tokclf.annotate_output import output_spec, read_output
 
 from .util import make_examples, make_nlp, train
 
