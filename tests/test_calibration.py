@@ -1,4 +1,5 @@
-"""Calibration of a token_classifier (spacy_tokclf/calibration.py), the
+"""Calibration of a token_classifier (spacy_tokclf/calibration.py applies it,
+calibrate_pipeline.py, calibration_data.py and calibration_fit.py fit it), the
 `threshold` setting, `python -m spacy tokclf-calibrate`, and the evaluation
 scripts that report them (scripts/calibration_report.py, error_page.py), on
 a tiny random encoder trained briefly, so its scores are far from calibrated.
@@ -17,7 +18,8 @@ import srsly
 from spacy.tokens import DocBin, Span
 from spacy.util import load_model_from_config, make_tempdir
 
-from spacy_tokclf.calibration import calibrate, examples_from_docs, map_entity_scores
+from spacy_tokclf.calibrate_pipeline import calibrate, calibrate_saved, examples_from_docs
+from spacy_tokclf.calibration import map_entity_scores
 from spacy_tokclf.metrics import expected_calibration_error
 
 from .util import TEXTS, TRAIN_DATA, make_examples, make_nlp, train
@@ -361,8 +363,6 @@ def test_calibration_report_and_error_page(tmp_path, pipeline):
     nlp, _ = pipeline
     nlp.to_disk(tmp_path / "before")
     dev = write_dev(nlp, tmp_path / "dev.spacy")
-    from spacy_tokclf.calibration import calibrate_saved
-
     calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
     report = calibration_report.write_calibration_report(
         tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "ner", tmp_path / "fit.json"
@@ -411,8 +411,6 @@ def test_tag_only_pipeline(tmp_path, encoders):
     train(nlp, make_examples(nlp), n_iter=12)
     nlp.to_disk(tmp_path / "before")
     dev = write_dev(nlp, tmp_path / "dev.spacy")
-    from spacy_tokclf.calibration import calibrate_saved
-
     fit = calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
     assert fit["method"] == "temperature" and fit["calibration"]["entity_map"] is None
     assert set(fit["uncalibrated"]) == {"tag_tokens"}
@@ -429,17 +427,19 @@ def test_tag_only_pipeline(tmp_path, encoders):
 def test_no_predicted_entities(tmp_path):
     """A model that predicts no entity (as after a few training steps) is
     calibrated and reported without a division by zero or a format error."""
-    from spacy_tokclf import calibration as cal
+    from spacy_tokclf import calibrate_pipeline as cal
+    from spacy_tokclf.calibration import check_calibration
+    from spacy_tokclf.calibration_data import EntityData, TaskData
 
     log_probs = numpy.log(numpy.tile([[0.9, 0.05, 0.05]], (6, 1)))
-    data = {"ents": cal.TaskData(log_probs=log_probs, ids=numpy.zeros(6, dtype="int64"),
-                                 gold=numpy.array([0, 0, 1, 2, 0, 0]), doc=numpy.repeat([0, 1], 3))}
-    entities = cal.EntityData(start=numpy.zeros(0, dtype="int64"), end=numpy.zeros(0, dtype="int64"),
-                              label=[], correct=numpy.zeros(0, dtype=bool), doc=numpy.zeros(0, dtype="int64"),
-                              n_gold=1)
+    data = {"ents": TaskData(log_probs=log_probs, ids=numpy.zeros(6, dtype="int64"),
+                             gold=numpy.array([0, 0, 1, 2, 0, 0]), doc=numpy.repeat([0, 1], 3))}
+    entities = EntityData(start=numpy.zeros(0, dtype="int64"), end=numpy.zeros(0, dtype="int64"),
+                          label=[], correct=numpy.zeros(0, dtype=bool), doc=numpy.zeros(0, dtype="int64"),
+                          n_gold=1)
     for method in ("temperature", "isotonic", "platt"):
         fitted = cal.fit(data, entities, method)
-        assert cal.check_calibration(fitted, ["ents"]) is None
+        assert check_calibration(fitted, ["ents"]) is None
         crossed = cal.cross_fit(data, entities, method, n_docs=2)
         assert crossed["entities"]["n"] == 0 and crossed["entities"]["ece"] == 0.0
     measured = cal.measure(None, data, entities)
@@ -454,3 +454,17 @@ def test_no_predicted_entities(tmp_path):
     assert "| entities | 0 |" in text
     calibration_report._plot_reliability({"entities": summary}, tmp_path / "r.png")
     assert (tmp_path / "r.png").exists()
+
+
+def test_fitting_names_still_import_from_calibration():
+    """The fitting side moved out of calibration.py; the names that code
+    imports from there (__init__.py, cli.py, scripts/) still resolve."""
+    from spacy_tokclf import calibrate_pipeline, calibration, calibration_data, calibration_fit
+
+    assert calibration.calibrate is calibrate_pipeline.calibrate
+    assert calibration.calibrate_saved is calibrate_pipeline.calibrate_saved
+    assert calibration.summary_lines is calibrate_pipeline.summary_lines
+    assert calibration.find_component is calibration_data.find_component
+    assert calibration.fit_isotonic is calibration_fit.fit_isotonic
+    with pytest.raises(AttributeError):
+        calibration.no_such_name  # noqa: B018
