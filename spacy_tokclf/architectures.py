@@ -96,7 +96,7 @@ def build_token_classifier(
     RETURNS (Model[List[Doc], List[Floats2d]]): scores of shape [len(doc), nO].
     """
     output_layer = Linear(nO=nO)
-    model = chain(tok2vec, with_array(chain(Dropout(dropout), output_layer)))
+    model: PerTokenModelT = chain(tok2vec, with_array(chain(Dropout(dropout), output_layer)))
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output_layer)
     return model

@@ -35,7 +35,8 @@ def quantize_encoder(nlp: Language) -> List[str]:
             listeners.append(name)
             continue
         shim = shims[0]
-        if not shim.loaded:
+        transformer = shim.transformer
+        if transformer is None:
             raise ValueError(
                 f"[{name}] The encoder has no weights yet: load a trained pipeline "
                 f"(spacy.load) or call nlp.initialize() before quantize_encoder(nlp)."
@@ -46,7 +47,7 @@ def quantize_encoder(nlp: Language) -> List[str]:
                 f"'{shim.device}'. Load the pipeline without spacy.require_gpu() / "
                 f"--gpu-id to quantize it."
             )
-        quantize_linear_layers(shim.transformer)
+        quantize_linear_layers(transformer)
         quantized.append(name)
     if not quantized:
         if listeners:

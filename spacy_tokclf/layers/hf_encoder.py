@@ -68,17 +68,25 @@ def HFEncoder(settings: EncoderSettings) -> PerTokenModelT:
     )
 
 
+def shim_of(model: Model) -> HFEncoderShim:
+    """The encoder layer's shim."""
+    shim = model.shims[0]
+    assert isinstance(shim, HFEncoderShim)
+    return shim
+
+
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
     """Load the transformer and tokenizer (unless loaded from bytes), check
     the window against them, check the tokenizer on the sample X, set nO."""
-    shim: HFEncoderShim = model.shims[0]
-    if not shim.loaded:
+    shim = shim_of(model)
+    if shim.piece_encoder is None:
         encoder, tokenizer = load_encoder(model.attrs["settings"].name)
         shim.set_encoder(encoder, tokenizer)
+        assert shim.piece_encoder is not None
     check_window(model)
     if X:
         warn_if_mostly_unknown(shim, X, model.attrs["settings"].name)
-    model.set_dim("nO", shim.transformer.config.hidden_size)
+    model.set_dim("nO", shim.piece_encoder.transformer.config.hidden_size)
 
 
 # A share of unknown pieces above which the tokenizer cannot be the one the
@@ -93,7 +101,7 @@ def warn_if_mostly_unknown(shim: HFEncoderShim, docs: List[Doc], name: str) -> N
     `BertTokenizerFast(vocab_file=...)`, loads a vocabulary of 5 pieces.)
     """
     unk_id = shim.tokenizer.unk_token_id
-    if unk_id is None:
+    if unk_id is None or shim.special is None:
         return
     pieces = tokenize_docs(shim.tokenizer, docs, shim.special.unk_id)
     ids = [doc_ids for doc_ids, _ in pieces if len(doc_ids)]
@@ -114,7 +122,7 @@ def warn_if_mostly_unknown(shim: HFEncoderShim, docs: List[Doc], name: str) -> N
 def check_window(model: Model) -> Tuple[int, int]:
     """The (window, stride) the loaded encoder can read: the settings, or the
     longest window that fits when `model.tok2vec.window` is longer (logged)."""
-    shim: HFEncoderShim = model.shims[0]
+    shim = shim_of(model)
     settings: EncoderSettings = model.attrs["settings"]
     limit = shim.window_limit
     if limit is None or limit < 1:
@@ -155,8 +163,9 @@ def sentence_piece_starts(
 def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     """List[Doc] -> the PieceEncoder's one argument, an EncoderInputs; docs
     take no gradient."""
-    shim: HFEncoderShim = model.shims[0]
-    if not shim.loaded:
+    shim = shim_of(model)
+    special = shim.special
+    if not shim.loaded or special is None:
         raise ValueError(
             "[token_classifier] The encoder has no weights yet: call "
             "`nlp.initialize()` (or train with `spacy train`) before using the "
@@ -164,10 +173,10 @@ def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsK
         )
     settings: EncoderSettings = model.attrs["settings"]
     window, stride = check_window(model)
-    pieces = tokenize_docs(shim.tokenizer, docs, shim.special.unk_id)
+    pieces = tokenize_docs(shim.tokenizer, docs, special.unk_id)
     layout = layout_pieces(
         pieces,
-        shim.special,
+        special,
         window=window,
         stride=stride,
         batch_pieces=settings.batch_pieces,

@@ -28,6 +28,10 @@ class Int8DynamicLinear(torch.nn.Module):
     or None. Inference only: it has no trainable parameters.
     """
 
+    weight_int8: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: Optional[torch.Tensor]
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features = in_features

@@ -7,7 +7,7 @@ layout of pieces.py (numpy) as tensors on the encoder's device.
 asks for and pools them into tokens.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 
@@ -56,6 +56,10 @@ class EncoderInputs:
 
 class PieceEncoder(torch.nn.Module):
     """Transformer over padded windows, pooled to one vector per spaCy token."""
+
+    # A transformers PreTrainedModel (AutoModel). Typed Any: the fields of its
+    # config (hidden_size) are not known to a type checker.
+    transformer: Any
 
     def __init__(self, transformer: torch.nn.Module):
         super().__init__()

@@ -11,7 +11,7 @@ place, so it still sits in context and still gets a vector.
 """
 import copy
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
@@ -28,6 +28,8 @@ MIN_PADDING = 32
 
 # (piece ids [n_pieces], token index of each piece [n_pieces]) for one doc.
 DocPieces = Tuple[numpy.ndarray, numpy.ndarray]
+# Piece offsets (of a doc's sentence starts), ascending.
+Offsets = Union[Sequence[int], numpy.ndarray]
 
 
 @dataclass
@@ -220,7 +222,7 @@ class PieceLayout:
 
 
 def sentence_windows(
-    n_pieces: int, sentence_starts: Sequence[int], *, context: int, window: int, stride: int
+    n_pieces: int, sentence_starts: Offsets, *, context: int, window: int, stride: int
 ) -> Tuple[List[Tuple[int, int]], numpy.ndarray]:
     """Windows of one doc read sentence by sentence, with context.
 
@@ -284,7 +286,7 @@ def layout_pieces(
     stride: int,
     batch_pieces: int,
     pooling: str,
-    sentence_starts: Optional[Sequence[Optional[Sequence[int]]]] = None,
+    sentence_starts: Optional[Sequence[Optional[Offsets]]] = None,
     context: Optional[int] = None,
     max_padding: float = MAX_PADDING,
     min_padding: int = MIN_PADDING,
@@ -370,9 +372,9 @@ def layout_pieces(
             continue
         n_doc_tokens = int(owners[-1]) + 1
         piece_idx = numpy.arange(len(ids))
-        w = first_window + owner
+        piece_window = first_window + owner
         starts = numpy.asarray([windows[k][1] for k in range(first_window, first_window + owner[-1] + 1)])
-        pos = window_offset[w] + piece_idx - starts[owner]
+        pos = window_offset[piece_window] + piece_idx - starts[owner]
         if pooling == "first":
             is_first = numpy.ones((len(owners),), dtype=bool)
             is_first[1:] = owners[1:] != owners[:-1]
