@@ -1,251 +1,109 @@
-"""Label ids -> Doc.ents / token.tag_.
+"""Where a prediction becomes a Doc.ent: writing decoded entities, tags and
+label probabilities to a Doc, by the component's overwrite policy.
 
-Entities are predicted as per-token BIO, BILUO or IO labels. Decoding is
-constrained to valid label sequences: when the per-token argmax is valid it is
-kept as is (it is then also the best valid sequence); otherwise the most
-probable valid sequence is found by Viterbi search over the allowed
-transitions. So an invalid argmax (an `I-` after `O`, a `B-PER I-LOC`) never
-drops or corrupts an entity: it is repaired to the nearest valid reading.
-In IO every sequence is valid: an entity is a maximal run of one type's `I-`
-labels, so two adjacent entities of the same type cannot be told apart.
+The writing half of the prediction path; decoding.py turns scores into the
+entity spans and label ids written here.
 """
-from functools import lru_cache
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.attrs import TAG
+from spacy.tokens import Doc, Span, SpanGroup
 
-SCHEMES = ("BIO", "BILUO", "IO")
-SCHEME_PREFIXES = {"BIO": "BI", "BILUO": "BILU", "IO": "I"}
-OUTSIDE = "O"
+PROBS_ATTR = "tokclf_probs"
+
+if not Doc.has_extension(PROBS_ATTR):
+    Doc.set_extension(PROBS_ATTR, default=None)
 
 # (start token, end token exclusive, entity type, score)
 EntitySpan = Tuple[int, int, str, float]
 
 
-def split_label(label: str) -> Tuple[str, str]:
-    """"B-WORK-OF-ART" -> ("B", "WORK-OF-ART"); "O" -> ("O", "")."""
-    if label == OUTSIDE:
-        return OUTSIDE, ""
-    prefix, _, ent_type = label.partition("-")
-    return prefix, ent_type
-
-
-def scheme_labels(entity_types: Iterable[str], scheme: str) -> List[str]:
-    """The per-token labels of a scheme: "O" first, then each type's prefixes."""
-    prefixes = SCHEME_PREFIXES[scheme]
-    return [OUTSIDE] + [f"{p}-{t}" for t in entity_types for p in prefixes]
-
-
-def biluo_to_scheme(tag: Optional[str], scheme: str) -> Optional[str]:
-    """Convert a spaCy BILUO tag to the component's scheme; None if missing."""
-    if tag is None or tag == "" or tag == "-":
-        return None
-    if scheme == "BILUO" or tag == OUTSIDE:
-        return tag
-    prefix, ent_type = split_label(tag)
-    if scheme == "IO":
-        return "I-" + ent_type
-    return ("B-" if prefix in ("B", "U") else "I-") + ent_type
-
-
-def transition_masks(
-    labels: Sequence[str], scheme: str
-) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-    """Which labels may start a sequence, follow each other, and end it.
-
-    RETURNS: start [L] bool, transitions [L_prev, L_next] bool, end [L] bool
-        (read-only arrays, shared between calls).
-    """
-    return _transition_masks(tuple(labels), scheme)
-
-
-@lru_cache(maxsize=64)
-def _transition_masks(
-    labels: Tuple[str, ...], scheme: str
-) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-    # Cached: a component's label set is fixed once it is initialized.
-    parts = [split_label(label) for label in labels]
-    n = len(labels)
-    start = numpy.zeros((n,), dtype=bool)
-    end = numpy.zeros((n,), dtype=bool)
-    trans = numpy.zeros((n, n), dtype=bool)
-    inside = ("I",) if scheme == "BIO" else ("I", "L")
-    open_prefixes = ("B", "I")  # after these, the entity must go on (BILUO)
-    for j, (p, t) in enumerate(parts):
-        start[j] = p not in inside
-        end[j] = scheme == "BIO" or p not in open_prefixes
-    for i, (pp, pt) in enumerate(parts):
-        for j, (p, t) in enumerate(parts):
-            continues = pp in ("B", "I") and pt == t
-            if scheme == "BIO":
-                trans[i, j] = p != "I" or continues
-            elif pp in open_prefixes:
-                trans[i, j] = p in ("I", "L") and continues
-            else:
-                trans[i, j] = p not in ("I", "L")
-    if scheme == "IO":
-        # Any label may start, follow any other and end: runs are entities.
-        start[:], trans[:], end[:] = True, True, True
-    for mask in (start, trans, end):
-        mask.flags.writeable = False  # shared by every caller of the cache
-    return start, trans, end
-
-
-def is_valid(ids: numpy.ndarray, start, trans, end) -> bool:
-    if len(ids) == 0:
-        return True
-    return bool(start[ids[0]] and end[ids[-1]] and trans[ids[:-1], ids[1:]].all())
-
-
-def constrained_decode(log_probs: numpy.ndarray, start, trans, end) -> numpy.ndarray:
-    """The most probable label sequence that the transition masks allow.
-
-    log_probs [n_tokens, n_labels] -> label ids [n_tokens].
-    """
-    return constrained_decode_docs(log_probs, [len(log_probs)], start, trans, end)
-
-
-# Padded positions (docs x longest doc) per batched Viterbi pass, at most.
-VITERBI_BATCH = 1 << 16
-
-
-def constrained_decode_docs(
-    log_probs: numpy.ndarray, lengths: Sequence[int], start, trans, end
+def set_entities(
+    doc: Doc, spans: Sequence[EntitySpan], *, spans_key: str, overwrite: bool
 ) -> numpy.ndarray:
-    """constrained_decode for many docs at once, with no loop over tokens.
+    """Write the predicted entities to doc.spans[spans_key] (with their scores
+    in attrs["scores"]) and doc.ents, by the overwrite policy.
 
-    log_probs [sum(lengths), n_labels]: the docs' rows one after another.
-    RETURNS [sum(lengths)]: label ids. Docs whose argmax is valid keep it;
-    the others are searched together, one step per token position.
+    overwrite = true: both are replaced. overwrite = false: what is there
+    wins. doc.ents keeps its entities and takes the predicted ones that
+    overlap none of them (tokens with no entity status become "O"); an
+    existing span group under spans_key keeps its spans (and scores) and
+    takes the predicted spans that overlap none of them, so running the
+    component twice adds nothing. Without such a group, the group holds
+    every predicted entity, whatever was written to doc.ents.
+
+    RETURNS (numpy.ndarray): per token, whether its existing entity was kept.
     """
-    ids = log_probs.argmax(axis=1)
-    lengths = numpy.asarray(lengths, dtype="int64")
-    offsets = numpy.zeros((len(lengths) + 1,), dtype="int64")
-    numpy.cumsum(lengths, out=offsets[1:])
-    nonempty = numpy.flatnonzero(lengths)
-    if len(ids) == 0:
-        return ids
-    # Which docs break a mask: first label, last label, or a transition
-    # inside the doc (pairs across a doc boundary do not count).
-    invalid = numpy.zeros((len(lengths),), dtype=bool)
-    invalid[nonempty] |= ~start[ids[offsets[nonempty]]]
-    invalid[nonempty] |= ~end[ids[offsets[nonempty + 1] - 1]]
-    bad = ~trans[ids[:-1], ids[1:]]
-    boundaries = offsets[1:-1]
-    bad[boundaries[(boundaries > 0) & (boundaries < len(ids))] - 1] = False
-    bad_pairs = numpy.flatnonzero(bad)
-    invalid[numpy.searchsorted(offsets, bad_pairs, side="right") - 1] = True
-    todo = numpy.flatnonzero(invalid)
-    if len(todo) == 0:
-        return ids
-    # Shortest first, in groups of at most VITERBI_BATCH padded positions.
-    todo = todo[numpy.argsort(lengths[todo], kind="stable")]
-    i = 0
-    while i < len(todo):
-        j = i + 1
-        while j < len(todo) and (j + 1 - i) * lengths[todo[j]] <= VITERBI_BATCH:
-            j += 1
-        group = todo[i:j]
-        paths = _viterbi(log_probs, offsets[group], lengths[group], start, trans, end)
-        for k, d in enumerate(group):
-            ids[offsets[d] : offsets[d + 1]] = paths[k, : lengths[d]]
-        i = j
-    return ids
-
-
-def _viterbi(log_probs, firsts, lengths, start, trans, end) -> numpy.ndarray:
-    """Best allowed paths of docs (first row, length) of log_probs, padded
-    to the longest: [n_docs, max(lengths)]."""
-    n_docs, width = len(lengths), int(lengths.max())
-    n_labels = log_probs.shape[1]
-    # Masks as additive scores; -inf would turn 0 * inf into nan below.
-    blocked = numpy.float32(-1e9)
-    trans_score = numpy.where(trans, numpy.float32(0.0), blocked)
-    end_score = numpy.where(end, numpy.float32(0.0), blocked)
-    labels = numpy.arange(n_labels)
-    # rows[d, t]: the row of doc d's token t (its last token past its end).
-    rows = firsts[:, None] + numpy.minimum(numpy.arange(width)[None, :], lengths[:, None] - 1)
-    score = log_probs[rows[:, 0]] + numpy.where(start, 0.0, blocked)
-    back = numpy.zeros((n_docs, width, n_labels), dtype="int64")
-    back[:, :] = labels
-    for t in range(1, width):
-        active = t < lengths
-        cand = score[active][:, :, None] + trans_score  # [docs, L_prev, L_next]
-        best = cand.argmax(axis=1)
-        back[active, t] = best
-        score[active] = (
-            numpy.take_along_axis(cand, best[:, None, :], axis=1)[:, 0] + log_probs[rows[active, t]]
+    key = spans_key
+    predicted = [Span(doc, start, end, label=label) for start, end, label, _ in spans]
+    scores = [score for *_, score in spans]
+    taken = numpy.zeros((len(doc),), dtype=bool)
+    if overwrite:
+        doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs={"scores": scores})
+        doc.set_ents(predicted, default="outside")
+        return taken
+    if key in doc.spans:
+        group = doc.spans[key]
+        old_scores = list(group.attrs.get("scores", [None] * len(group)))
+        if len(old_scores) != len(group):
+            old_scores = [None] * len(group)
+        in_group = numpy.zeros((len(doc),), dtype=bool)
+        for span in group:
+            in_group[span.start : span.end] = True
+        new = [i for i, s in enumerate(predicted) if not in_group[s.start : s.end].any()]
+        doc.spans[key] = SpanGroup(
+            doc,
+            name=key,
+            spans=list(group) + [predicted[i] for i in new],
+            attrs={**group.attrs, "scores": old_scores + [scores[i] for i in new]},
         )
-    path = numpy.zeros((n_docs, width), dtype="int64")
-    path[:, -1] = (score + end_score).argmax(axis=1)
-    # Past a doc's end the pointers stay on the same label, so its own last
-    # position gets the label chosen at the end.
-    docs = numpy.arange(n_docs)
-    for t in range(width - 1, 0, -1):
-        path[:, t - 1] = back[docs, t, path[:, t]]
-    return path
+    else:
+        doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs={"scores": scores})
+    existing = list(doc.ents)
+    for ent in existing:
+        taken[ent.start : ent.end] = True
+    added = [s for s in predicted if not taken[s.start : s.end].any()]
+    doc.set_ents(existing + added, default="outside")
+    return taken
 
 
-# Prefix codes of label_spans.
-_O, _B, _I, _L, _U = range(5)
-_PREFIX_CODE = {OUTSIDE: _O, "B": _B, "I": _I, "L": _L, "U": _U}
+def set_tags(
+    doc: Doc, ids: numpy.ndarray, tag_hashes: numpy.ndarray, *, overwrite: bool
+) -> Optional[numpy.ndarray]:
+    """Write the predicted tags (ids into `tag_hashes`, the tags' string
+    hashes) to token.tag_. overwrite = false keeps the tags already there.
 
-
-@lru_cache(maxsize=64)
-def _label_codes(labels: Tuple[str, ...]) -> Tuple[numpy.ndarray, numpy.ndarray, List[str]]:
-    """Per label: prefix code, entity type index (-1 for "O"); the types."""
-    types: List[str] = []
-    prefix = numpy.zeros((len(labels),), dtype="int8")
-    type_index = numpy.full((len(labels),), -1, dtype="int64")
-    for i, label in enumerate(labels):
-        p, t = split_label(label)
-        prefix[i] = _PREFIX_CODE[p]
-        if p != OUTSIDE:
-            if t not in types:
-                types.append(t)
-            type_index[i] = types.index(t)
-    prefix.flags.writeable = False
-    type_index.flags.writeable = False
-    return prefix, type_index, types
-
-
-def label_spans(
-    ids: Sequence[int], probs: Sequence[float], labels: Sequence[str]
-) -> List[EntitySpan]:
-    """Entity spans of a valid BIO/BILUO/IO label sequence, each scored by the
-    mean probability of its tokens' labels (in [0, 1]). A run of `I-` labels
-    of one type is one entity (as IO reads it).
-
-    Any sequence is read without error: an `I-`/`L-` that does not continue
-    an open entity of its type starts one, and `L-`/`U-` close theirs.
-    Vectorized: no Python loop over tokens.
+    RETURNS (Optional[numpy.ndarray]): per token, whether its existing tag
+        was kept; None with overwrite = true.
     """
-    ids = numpy.asarray(ids, dtype="int64")
-    if len(ids) == 0:
-        return []
-    prefix_of, type_of, types = _label_codes(tuple(labels))
-    prefix = prefix_of[ids]
-    etype = type_of[ids]
-    inside = prefix != _O
-    # Token i continues the entity open at i-1: it is I-/L- of the same type,
-    # and i-1 left its entity open (B- or I-).
-    continues = numpy.zeros((len(ids),), dtype=bool)
-    continues[1:] = (
-        ((prefix[1:] == _I) | (prefix[1:] == _L))
-        & ((prefix[:-1] == _B) | (prefix[:-1] == _I))
-        & (etype[1:] == etype[:-1])
-    )
-    starts = numpy.flatnonzero(inside & ~continues)
-    # An entity ends after token i unless token i+1 continues it.
-    ends_after = inside.copy()
-    ends_after[:-1] &= ~continues[1:]
-    ends = numpy.flatnonzero(ends_after) + 1
-    sums = numpy.zeros((len(ids) + 1,), dtype="float64")
-    numpy.cumsum(numpy.asarray(probs, dtype="float64"), out=sums[1:])
-    means = numpy.clip((sums[ends] - sums[starts]) / (ends - starts), 0.0, 1.0)
-    return [
-        (start, end, types[t], score)
-        for start, end, t, score in zip(
-            starts.tolist(), ends.tolist(), etype[starts].tolist(), means.tolist()
-        )
-    ]
+    new = tag_hashes[ids]
+    kept = None
+    if not overwrite:
+        old = doc.to_array(TAG)
+        kept = old != 0
+        new = numpy.where(kept, old, new)
+    doc.from_array([TAG], new.reshape(-1, 1))
+    return kept
+
+
+def set_probabilities(
+    doc: Doc,
+    name: str,
+    probs: Dict[str, numpy.ndarray],
+    kept: Dict[str, Optional[numpy.ndarray]],
+) -> None:
+    """Store each task's per-token label probabilities under
+    doc._.tokclf_probs[name][task]; None where the existing annotation was
+    kept (the component assigned nothing there)."""
+    stored = doc._.get(PROBS_ATTR) or {}
+    stored[name] = {task: _probs_list(p, kept.get(task)) for task, p in probs.items()}
+    doc._.set(PROBS_ATTR, stored)
+
+
+def _probs_list(probs: numpy.ndarray, kept: Optional[numpy.ndarray]) -> List[Optional[float]]:
+    """Token probabilities as a list; None where the existing annotation was kept."""
+    values = probs.tolist()
+    if kept is None or not kept.any():
+        return values
+    return [None if k else v for v, k in zip(values, kept.tolist())]

@@ -5,7 +5,7 @@ loads every `spacy_cli` entry point before it parses the command line, and
 importing this module adds the commands to spaCy's typer app.
 """
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 from spacy.cli._util import Arg, Opt, app
 from wasabi import msg
@@ -25,7 +25,7 @@ def import_cli(
     with a token_classifier that predicts as the model does. Train it further
     by sourcing it in a training config: [components.NAME] source = OUTPUT_DIR.
     """
-    from .huggingface import from_huggingface
+    from .hf_checkpoint import from_huggingface
 
     try:
         nlp = from_huggingface(model_dir, lang=lang, name=name, task=task)
@@ -33,7 +33,9 @@ def import_cli(
         msg.fail(f"Could not import '{model_dir}'", str(err), exits=1)
     output_dir.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(output_dir)
-    pipe = nlp.get_pipe(name)
+    from .pipeline import TokenClassifier
+
+    pipe = cast(TokenClassifier, nlp.get_pipe(name))
     (task,) = pipe.tasks
     scheme = f", scheme {pipe.cfg['scheme']}" if task == "ents" else ""
     msg.good(
@@ -58,7 +60,7 @@ def export_cli(
     """
     import spacy
 
-    from .huggingface import to_huggingface
+    from .hf_checkpoint import to_huggingface
 
     nlp = spacy.load(pipeline_dir)
     try:

@@ -150,6 +150,124 @@ class Errors:
         "Keep one of them in config.json (`id2label`, `label2id`)."
     )
     HF_NO_ENTITY_LABELS = 'The model has no entity labels, only "O": there is nothing to import.'
+    # Hugging Face import/export (hf_checkpoint.py)
+    HF_NOT_A_MODEL_DIR = (
+        "'{model_dir}' is not a directory with a Hugging Face model (no config.json). "
+        "Import from a local directory written by `model.save_pretrained(DIR)` and "
+        "`tokenizer.save_pretrained(DIR)` (for a model on the hub: "
+        "`huggingface-cli download NAME --local-dir DIR`)."
+    )
+    HF_NAME_TAKEN = (
+        "The pipeline already has a component '{component}'. Choose another name "
+        "(name=..., CLI: --name)."
+    )
+    HF_IMPORT_POOLING = (
+        '`model.tok2vec.pooling = "{pooling}"`: the imported head was trained on each '
+        "word's first piece, so the component predicts differently from the model "
+        'until it is trained. Leave pooling at "first" to predict as the model does.'
+    )
+    HF_MISSING_ROWS = (
+        "The model has no label for {labels}: the component is never going to predict "
+        "them (their head rows have bias {bias:g}), and further training barely moves "
+        "them."
+    )
+    HF_EXPORT_TASK = (
+        "Cannot export task '{task}': the component's tasks are {tasks}. Pick one of "
+        "them (task=..., CLI: --task)."
+    )
+    HF_EXPORT_LISTENER = (
+        "Only a component with its own encoder (`spacy-tokclf.HFEncoder.v1`) can be "
+        "exported: this one's `model.tok2vec` is `{tok2vec}` (e.g. a listener of a "
+        "shared `transformer` component), whose weights and pooling live elsewhere."
+    )
+    HF_EXPORT_UNTRAINED = (
+        "The component is not trained or initialized yet: nothing to export. Train it "
+        "(nlp.initialize() and nlp.update(), or spacy train), or load a trained "
+        "pipeline with spacy.load()."
+    )
+    HF_EXPORT_QUANTIZED = (
+        "This pipeline's encoder is quantized to int8 (spacy_tokclf.quantize_encoder), "
+        "and a quantized pipeline cannot be exported: Hugging Face models hold fp32 "
+        "weights. Export the fp32 pipeline (the one saved before quantize_encoder) "
+        "instead."
+    )
+    HF_EXPORT_POOLING = (
+        'Cannot export faithfully: `model.tok2vec.pooling` is "{pooling}", but a '
+        "Hugging Face token-classification model labels each word by its first word "
+        'piece. Train the component with pooling = "first":\n'
+        '    [components.{name}.model.tok2vec]\n    pooling = "first"'
+    )
+    HF_EXPORT_BIOES = (
+        "The component's scheme is BILUO: its labels are exported as BIOES (B-, I-, "
+        "E-, S-). transformers' token-classification pipeline groups words into "
+        'entities by B-/I- only, so with aggregation_strategy other than "none" it '
+        "splits each E- word off its entity and merges adjacent S- words of one type. "
+        'Decode the BIOES labels yourself, or train with scheme = "BIO" for an export '
+        "that the pipeline decodes."
+    )
+    HF_CONFIG_UNREADABLE = "transformers cannot read the config.json in '{model_dir}': {err}"
+    HF_NOT_TOKEN_CLASSIFICATION = (
+        "'{model_dir}' holds a {architectures}, not a model fine-tuned for token "
+        "classification (*ForTokenClassification). To train a token_classifier on "
+        "this encoder, name it as the encoder instead:\n"
+        '    nlp.add_pipe("token_classifier", config={{"model": {{"tok2vec": '
+        '{{"name": "{model_dir}"}}}}}})'
+    )
+    HF_NO_TOKEN_CLASSIFICATION_MODEL = (
+        "transformers has no token-classification model for '{model_dir}' (model type "
+        "'{model_type}'): {err}"
+    )
+    HF_MISSING_WEIGHTS = (
+        "'{model_dir}' lacks weights of its token-classification model ({missing}): "
+        "it is not a fine-tuned token classifier, and these weights would be random. "
+        "Import a checkpoint saved from a trained *ForTokenClassification model."
+    )
+    HF_HEAD_NOT_LINEAR = (
+        "{model_class} has no plain Linear `classifier` from the encoder's hidden "
+        "states ({hidden_size}) to its {n_labels} labels (found: {found}). "
+        "token_classifier can hold only such a head (as in BERT, RoBERTa, XLM-R, "
+        "DeBERTa, ELECTRA or DistilBERT *ForTokenClassification models)."
+    )
+    HF_IMPORT_SETS = (
+        "The import decides {keys} from the model; leave them out of `config`. Choose "
+        'the task with task="ents" or "tag".'
+    )
+    HF_ENCODER_DOES_NOT_FIT = (
+        "The encoder of {model_class} does not fit {encoder_class} (weights {keys} "
+        "have no place in it), so it cannot be imported."
+    )
+    HF_NOT_A_PIPELINE = (
+        "Expected a spaCy pipeline (Language) or a token_classifier, not {found}. Load "
+        "a saved pipeline with spacy.load(DIR)."
+    )
+    HF_NO_SUCH_COMPONENT = (
+        "The pipeline has no component '{component}'; its components are {components}."
+    )
+    HF_NOT_A_TOKEN_CLASSIFIER = "Component '{component}' is a {found}, not a token_classifier."
+    HF_WHICH_COMPONENT = (
+        "The pipeline has {n} token_classifier components ({found}): name the one to "
+        "export (component=..., CLI: --component)."
+    )
+    HF_EXPORT_NO_MODEL_TYPE = (
+        "transformers has no token-classification model for the encoder's model type "
+        "'{model_type}', so it cannot be exported: {err}"
+    )
+    HF_EXPORT_NOT_ENCODER_PLUS_LINEAR = (
+        "{model_class} is not the encoder plus one Linear `classifier` (weights it "
+        "would lack: {missing}), so the component's head cannot be written into it."
+    )
+    HF_IMPORT_HEAD_DIFFERS = (
+        "{model_class}'s logits are not its `classifier` applied to its encoder's last "
+        "hidden states: it has a head that token_classifier cannot hold "
+        "(token_classifier imports models whose head is one Linear layer on the "
+        "encoder, as BERT, RoBERTa, XLM-R, DeBERTa, ELECTRA or DistilBERT "
+        "*ForTokenClassification models are)"
+    )
+    HF_EXPORT_DIFFERS = "the exported {model_class} does not compute what the component computes"
+    HF_NOT_FAITHFUL = (
+        "Cannot {direction} faithfully: {what}. Largest difference between the label "
+        "scores on a sample sentence: {diff:.3g}."
+    )
 
 
 class Warnings:
@@ -159,3 +277,101 @@ class Warnings:
         "`[initialize.components.{name}.labels]` or re-run initialize on data that "
         "contains it."
     )
+
+
+class ScaleErrors:
+    """tokclf-annotate and tokclf-train-ddp: annotate.py, annotate_input.py,
+    annotate_output.py, annotate_ray.py, gradient_sync.py, distributed.py,
+    scale_cli.py. (A row that cannot be annotated is not an error of the run:
+    its reason is output data, written by annotate_input.py.)"""
+
+    # Data-parallel training
+    RANKS_DIFFER = (
+        "The processes' parameters differ (largest checksum difference {diff:g}): "
+        "every process must run the same config, code and library versions. Check "
+        "that all ranks read the same corpus and encoder files."
+    )
+    NO_RAY_TRAIN = (
+        "Training on Ray needs Ray Train, which is not installed ({error}). Install "
+        'the ray extra:\n    pip install "spacy-tokclf[ray]"'
+    )
+    # Annotation
+    NO_INPUT = "The input {path} does not exist."
+    EMPTY_INPUT_DIR = "The input directory {path} holds no files."
+    UNKNOWN_OUTPUT_FORMAT = "Unknown --format '{fmt}': use one of {formats}."
+    OUTPUT_FORMAT_FROM_NAME = (
+        "Cannot tell the output format from the name '{output}': end it in .jsonl, "
+        ".parquet or .spacy (one file), or give --format jsonl|parquet to write a "
+        "directory of files."
+    )
+    NO_RAY_DATA = (
+        "--engine ray needs Ray Data, which is not installed ({error}). Install the "
+        'ray extra:\n    pip install "spacy-tokclf[ray]"'
+    )
+    RAY_DOCBIN = (
+        "DocBin output (.spacy) is written by --engine local only: the docs are "
+        "merged in one process. Use .jsonl or .parquet with --engine ray."
+    )
+    # Command-line options
+    UNKNOWN_ENGINE = "Unknown --engine '{engine}': use 'local' or 'ray'."
+    WORKERS_BATCH_SIZE = "--workers and --batch-size must be at least 1."
+    GPU_ONE_WORKER = "--gpu-id runs one process: leave --workers at 1."
+
+
+class CalibrationErrors:
+    """Calibration: calibration.py, calibration_data.py, calibrate_pipeline.py.
+    The BAD_* texts are what check_calibration finds wrong with a stored
+    calibration: the {problem} of Errors.CFG_NOT_VALID, so they have no prefix
+    of their own (use str.format)."""
+
+    UNKNOWN_ENTITY_MAP = "unknown entity map method {method!r}"
+    BAD_NOT_OBJECT = "calibration is not a JSON object"
+    BAD_TEMPERATURE = "calibration.temperature must map tasks {tasks} to positive numbers"
+    BAD_MAP_METHOD = "calibration.entity_map.method must be one of {methods}"
+    BAD_ISOTONIC = (
+        "calibration.entity_map x and y must be equal-length increasing lists of numbers"
+    )
+    BAD_PLATT = "calibration.entity_map needs numbers a and b (platt)"
+    UNKNOWN_METHOD = "Unknown calibration method {method!r}: use one of {methods}."
+    NO_COMPONENT_NAMED = (
+        "No token_classifier named '{component}' in the pipeline; its "
+        "token_classifier components are {found}."
+    )
+    NAME_THE_COMPONENT = (
+        "The pipeline has {n} token_classifier components ({found}): name one, e.g. "
+        'component="{example}" (--component on the command line).'
+    )
+    NO_GOLD = (
+        "The calibration examples have no gold annotation for the tasks {tasks}: "
+        "calibrate on an annotated dev set."
+    )
+    NO_DEV_DOCS = "{path} holds no docs: calibrate on an annotated dev set."
+
+
+class ServeErrors:
+    """The HTTP server, serve.py. The ANSWER_* texts are the "error" of the
+    server's JSON answers to its clients, not exceptions: they are sent as they
+    are, without a prefix (use str.format)."""
+
+    NO_SERVE_EXTRA = (
+        "spacy_tokclf.serve needs starlette and uvicorn ({error}). Install the "
+        '`serve` extra: pip install "spacy-tokclf[serve]"'
+    )
+    BAD_LIMITS = "max_chars ({max_chars}) and threads ({threads}) must be >= 1"
+    ANSWER_TOO_LONG = (
+        "The text is too long: {what}, and the limit is {max_chars:,} characters. "
+        "Send shorter texts (split long documents), or raise the limit: "
+        "`--max-chars N` on the command line, make_app(..., max_chars=N) in Python."
+    )
+    ANSWER_BODY_BYTES = "the body has {size:,} bytes"
+    ANSWER_TEXT_CHARS = "{n:,} characters"
+    ANSWER_NOT_UTF8 = "The body is not valid UTF-8 ({error}). Send UTF-8 encoded JSON."
+    ANSWER_NOT_JSON = (
+        'The body is not valid JSON ({error}). Send a JSON object: {{"text": "..."}}.'
+    )
+    ANSWER_NO_TEXT = 'The JSON body needs a "text" field: send {{"text": "..."}}, not {value}.'
+    ANSWER_TEXT_NOT_STR = '"text" must be a string, not {type} ({value}).'
+    ANSWER_SURROGATE = (
+        '"text" holds an unpaired surrogate escape ({error}): it is not valid unicode.'
+    )
+    ANSWER_PIPELINE_FAILED = "The pipeline failed on this text: {type}: {error}"

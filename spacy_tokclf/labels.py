@@ -77,7 +77,7 @@ class LabelLayout:
 
     tasks: Tuple[str, ...]
     scheme: str
-    labels: Mapping[str, Tuple[str, ...]]
+    labels: Mapping[str, Sequence[str]]
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> "LabelLayout":
@@ -228,3 +228,63 @@ def read_hf_labels(names: Sequence[str], task: Optional[str] = None) -> Imported
         raise ValueError(error(Errors.HF_NO_ENTITY_LABELS))
     rows = [index.get(label) for label in scheme_labels(types, scheme)]
     return ImportedLabels("ents", scheme, types, rows)
+
+
+# Labels at initialize -----------------------------------------------------------------
+
+
+def labels_in_examples(tasks: Sequence[str], examples: Iterable[Any]) -> Tuple[Dict[str, set], int]:
+    """The labels of each task found in the examples' gold docs, and the
+    number of examples."""
+    found: Dict[str, set] = {task: set() for task in tasks}
+    n_examples = 0
+    for eg in examples:
+        n_examples += 1
+        if "ents" in found:
+            found["ents"].update(ent.label_ for ent in eg.reference.ents)
+        if "tag" in found:
+            found["tag"].update(t.tag_ for t in eg.reference if t.tag_)
+    return found, n_examples
+
+
+def initial_labels(
+    name: str,
+    tasks: Sequence[str],
+    found: Mapping[str, set],
+    given: Optional[Any],
+    added: Mapping[str, Sequence[str]],
+) -> Dict[str, List[str]]:
+    """The labels a component is initialized with: `given` (the `labels` of
+    initialize, as `spacy init labels` writes them) when set, which must hold
+    every label `found` in the data; otherwise the labels found plus those
+    `added` with add_label, sorted. Every task needs at least one label."""
+    if given is not None:
+        given = normalize_given_labels(name, tasks, given)
+        for task in tasks:
+            unknown = sorted(found[task] - set(given[task]))
+            if unknown:
+                raise ValueError(
+                    error(Errors.LABELS_NOT_GIVEN, name, task=task, unknown=unknown[:10])
+                )
+        labels = {task: list(given[task]) for task in tasks}
+    else:
+        labels = {task: sorted(found[task] | set(added[task])) for task in tasks}
+    for task in tasks:
+        if not labels[task]:
+            what = "entities (doc.ents)" if task == "ents" else "tags (token.tag_)"
+            raise ValueError(error(Errors.TASK_WITHOUT_GOLD, name, task=task, what=what))
+    return labels
+
+
+def normalize_given_labels(name: str, tasks: Sequence[str], labels: Any) -> Dict[str, List[str]]:
+    """`labels` given to initialize as task -> labels; a plain list is taken
+    as the labels of the only task."""
+    tasks = list(tasks)
+    if isinstance(labels, dict):
+        missing = [task for task in tasks if task not in labels]
+        if missing:
+            raise ValueError(error(Errors.LABELS_MISSING_TASK, name, missing=missing))
+        return {task: list(labels[task]) for task in tasks}
+    if len(tasks) != 1:
+        raise ValueError(error(Errors.LABELS_NOT_A_DICT, name, tasks=tasks))
+    return {tasks[0]: list(labels)}

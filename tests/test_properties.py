@@ -31,7 +31,7 @@ import spacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spacy_tokclf.annotation import SCHEMES
+from spacy_tokclf.labels import SCHEMES
 
 from .util import make_examples, make_nlp, train
 

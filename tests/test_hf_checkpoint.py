@@ -1,4 +1,4 @@
-"""Hugging Face import and export (spacy_tokclf/huggingface.py, cli.py), on
+"""Hugging Face import and export (spacy_tokclf/hf_checkpoint.py, labels.py, cli.py), on
 tiny random local checkpoints, never the hub.
 
 Import: a *ForTokenClassification checkpoint becomes a token_classifier
@@ -31,14 +31,10 @@ from spacy.tokens import Doc, DocBin
 from spacy.util import make_tempdir
 
 from spacy_tokclf import from_huggingface, to_huggingface
-from spacy_tokclf.annotation import is_valid, transition_masks
-from spacy_tokclf.huggingface import (
-    FROM_BILUO,
-    MISSING_LABEL_BIAS,
-    PREFIXED_LABEL,
-    TO_BILUO,
-    read_labels,
-)
+from spacy_tokclf.decoding import is_valid, transition_masks
+from spacy_tokclf.hf_checkpoint import MISSING_LABEL_BIAS
+from spacy_tokclf.labels import FROM_BILUO, PREFIXED_LABEL, TO_BILUO
+from spacy_tokclf.labels import read_hf_labels as read_labels
 
 from .util import (
     LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, needs_listener, train,

@@ -1,4 +1,5 @@
-"""Label ids -> entities (spacy_tokclf/annotation.py): scheme labels,
+"""Label ids -> entities (spacy_tokclf/decoding.py, with the label rules of
+spacy_tokclf/labels.py): scheme labels,
 transition masks, constrained decoding and spans. The repair policy under
 test: an invalid per-token argmax is replaced by the most probable valid
 sequence, so no entity is silently dropped.
@@ -9,17 +10,15 @@ from typing import List, Sequence
 import numpy
 import pytest
 
-from spacy_tokclf import annotation
-from spacy_tokclf.annotation import (
-    biluo_to_scheme,
+from spacy_tokclf import decoding
+from spacy_tokclf.decoding import (
     constrained_decode,
     constrained_decode_docs,
     is_valid,
     label_spans,
-    scheme_labels,
-    split_label,
     transition_masks,
 )
+from spacy_tokclf.labels import biluo_to_scheme, scheme_labels, split_label
 
 TYPES = ["PER", "WORK-OF-ART"]
 
@@ -239,7 +238,7 @@ def test_constrained_decode_is_the_best_valid_sequence(scheme):
 def test_constrained_decode_docs_is_each_docs_best_valid_sequence(scheme, monkeypatch):
     """Docs of different lengths decoded together (in several groups) get
     what each gets alone: the argmax when valid, else the best valid path."""
-    monkeypatch.setattr(annotation, "VITERBI_BATCH", 12)
+    monkeypatch.setattr(decoding, "VITERBI_BATCH", 12)
     labels = scheme_labels(["X", "Y"], scheme)
     masks = transition_masks(labels, scheme)
     rng = numpy.random.default_rng(3)
