@@ -26,8 +26,6 @@ from spacy.tokens import Doc
 from .annotate_input import InputRow, chunk_texts, file_chunks, input_files, within_length
 from .annotate_output import OutputSpec, Writer, output_format, output_row, output_spec, tag_doc
 
-ANNOTATE_INSTALL = 'pip install "spacy-tokclf[ray]"'
-
 
 @dataclass
 class Counts:

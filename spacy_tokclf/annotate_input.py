@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
+from .errors import ScaleErrors, error
+
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _READ_BLOCK = 1 << 20
@@ -50,7 +52,7 @@ def input_files(path: Path) -> List[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"The input {path} does not exist.")
+        raise FileNotFoundError(error(ScaleErrors.NO_INPUT, path=path))
     files = sorted(
         p
         for p in path.rglob("*")
@@ -58,7 +60,7 @@ def input_files(path: Path) -> List[Path]:
         and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
     )
     if not files:
-        raise ValueError(f"The input directory {path} holds no files.")
+        raise ValueError(error(ScaleErrors.EMPTY_INPUT_DIR, path=path))
     return files
 
 

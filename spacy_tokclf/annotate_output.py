@@ -17,6 +17,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from .annotate_input import JSONL_SUFFIXES, PARQUET_SUFFIXES, InputRow, input_format
+from .errors import ScaleErrors, error
 from .pipeline import TokenClassifier
 
 OUTPUT_FORMATS = ("jsonl", "parquet", "docbin")
@@ -130,7 +131,9 @@ def output_format(output: Path, fmt: Optional[str]) -> str:
     """'jsonl', 'parquet' or 'docbin': --format, or the output's suffix."""
     if fmt is not None:
         if fmt not in OUTPUT_FORMATS:
-            raise ValueError(f"Unknown --format '{fmt}': use one of {', '.join(OUTPUT_FORMATS)}.")
+            raise ValueError(
+                error(ScaleErrors.UNKNOWN_OUTPUT_FORMAT, fmt=fmt, formats=", ".join(OUTPUT_FORMATS))
+            )
         return fmt
     suffix = Path(output).suffix.lower()
     if suffix in JSONL_SUFFIXES:
@@ -139,11 +142,7 @@ def output_format(output: Path, fmt: Optional[str]) -> str:
         return "parquet"
     if suffix == ".spacy":
         return "docbin"
-    raise ValueError(
-        f"Cannot tell the output format from the name '{output}': end it in .jsonl, "
-        f".parquet or .spacy (one file), or give --format jsonl|parquet to write a "
-        f"directory of files."
-    )
+    raise ValueError(error(ScaleErrors.OUTPUT_FORMAT_FROM_NAME, output=output))
 
 
 def arrow_schema(spec: OutputSpec) -> Any:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
-from .annotate import ANNOTATE_INSTALL, Counts, annotate_chunk, default_threads
+from .annotate import Counts, annotate_chunk, default_threads
 from .annotate_input import chunked, input_files, input_format, read_rows
 from .annotate_output import (
     OutputSpec,
@@ -25,6 +25,7 @@ from .annotate_output import (
     to_arrow,
     to_json_lines,
 )
+from .errors import ScaleErrors, error
 
 
 def require_ray() -> Any:
@@ -33,10 +34,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as err:
-        raise ImportError(
-            f"[spacy-tokclf] --engine ray needs Ray Data, which is not installed "
-            f"({err}). Install the ray extra:\n    {ANNOTATE_INSTALL}"
-        ) from err
+        raise ImportError(error(ScaleErrors.NO_RAY_DATA, error=err)) from err
     return ray
 
 
@@ -190,10 +188,7 @@ def annotate_ray(
     ray = require_ray()
     fmt = output_format(output, fmt)
     if fmt == "docbin":
-        raise ValueError(
-            "DocBin output (.spacy) is written by --engine local only: the docs are "
-            "merged in one process. Use .jsonl or .parquet with --engine ray."
-        )
+        raise ValueError(error(ScaleErrors.RAY_DOCBIN))
     inputs = Path(inputs).resolve()
     files = input_files(inputs)
     nlp = spacy.load(model)  # the output columns depend on the pipeline

@@ -30,6 +30,7 @@ import numpy
 from .calibration import ENTITY_MAPS, map_entity_scores, temperature_of
 from .calibration_data import EntityData, TaskData, collect, entity_scores, token_probs
 from .calibration_fit import fit_entity_map, fit_temperature
+from .errors import CalibrationErrors, error
 from .metrics import N_BINS, calibration_summary
 
 METHODS = ("auto", "isotonic", "platt", "temperature")
@@ -157,14 +158,11 @@ def calibrate(
         "cross_fitted", and the chosen "method".
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown calibration method {method!r}: use one of {list(METHODS)}.")
+        raise ValueError(error(CalibrationErrors.UNKNOWN_METHOD, method=method, methods=list(METHODS)))
     examples = list(examples)
     pipe, data, entities = collect(nlp, examples, component)
     if not any((d.gold >= 0).any() for d in data.values()):
-        raise ValueError(
-            f"[{pipe.name}] The calibration examples have no gold annotation for "
-            f"the tasks {pipe.tasks}: calibrate on an annotated dev set."
-        )
+        raise ValueError(error(CalibrationErrors.NO_GOLD, pipe.name, tasks=pipe.tasks))
     candidates = ["temperature"] + (list(ENTITY_MAPS) if entities is not None else [])
     if method != "auto":
         candidates = [method]
@@ -239,7 +237,7 @@ def calibrate_saved(
     nlp = spacy.load(pipeline)
     gold_docs = list(DocBin().from_disk(dev_path).get_docs(nlp.vocab))
     if not gold_docs:
-        raise ValueError(f"{dev_path} holds no docs: calibrate on an annotated dev set.")
+        raise ValueError(error(CalibrationErrors.NO_DEV_DOCS, path=dev_path))
     report = calibrate(
         nlp, examples_from_docs(nlp, gold_docs), component=component, method=method, folds=folds
     )

@@ -23,6 +23,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy
 
+from .errors import CalibrationErrors, error
+
 ENTITY_MAPS = ("isotonic", "platt")
 _EPS = 1e-6
 
@@ -59,7 +61,7 @@ def map_entity_scores(
         return numpy.interp(s, entity_map["x"], entity_map["y"])
     if entity_map["method"] == "platt":
         return sigmoid(entity_map["a"] * logit(s) + entity_map["b"])
-    raise ValueError(f"unknown entity map method {entity_map['method']!r}")
+    raise ValueError(error(CalibrationErrors.UNKNOWN_ENTITY_MAP, method=entity_map["method"]))
 
 
 def check_calibration(calibration: Any, tasks: Sequence[str]) -> Optional[str]:
@@ -67,17 +69,17 @@ def check_calibration(calibration: Any, tasks: Sequence[str]) -> Optional[str]:
     if calibration is None:
         return None
     if not isinstance(calibration, dict):
-        return "calibration is not a JSON object"
+        return CalibrationErrors.BAD_NOT_OBJECT
     temps = calibration.get("temperature", {})
     if not isinstance(temps, dict) or any(
         task not in tasks or not _is_number(t) or not t > 0 for task, t in temps.items()
     ):
-        return f"calibration.temperature must map tasks {list(tasks)} to positive numbers"
+        return CalibrationErrors.BAD_TEMPERATURE.format(tasks=list(tasks))
     entity_map = calibration.get("entity_map")
     if entity_map is None:
         return None
     if not isinstance(entity_map, dict) or entity_map.get("method") not in ENTITY_MAPS:
-        return f"calibration.entity_map.method must be one of {list(ENTITY_MAPS)}"
+        return CalibrationErrors.BAD_MAP_METHOD.format(methods=list(ENTITY_MAPS))
     if entity_map["method"] == "isotonic":
         x, y = entity_map.get("x"), entity_map.get("y")
         ok = (
@@ -87,9 +89,9 @@ def check_calibration(calibration: Any, tasks: Sequence[str]) -> Optional[str]:
             and all(a <= b for a, b in zip(y, y[1:]))
         )
         if not ok:
-            return "calibration.entity_map x and y must be equal-length increasing lists of numbers"
+            return CalibrationErrors.BAD_ISOTONIC
     elif not (_is_number(entity_map.get("a")) and _is_number(entity_map.get("b"))):
-        return "calibration.entity_map needs numbers a and b (platt)"
+        return CalibrationErrors.BAD_PLATT
     return None
 
 

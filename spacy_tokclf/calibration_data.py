@@ -9,6 +9,7 @@ import numpy
 
 from .calibration import scale_log_probs
 from .decoding import label_spans
+from .errors import CalibrationErrors, error
 from .pipeline import TokenClassifier
 
 
@@ -42,14 +43,20 @@ def find_component(nlp, component: Optional[str] = None):
             if name == component:
                 return p
         raise ValueError(
-            f"No token_classifier named '{component}' in the pipeline; its "
-            f"token_classifier components are {[n for n, _ in found]}."
+            error(
+                CalibrationErrors.NO_COMPONENT_NAMED,
+                component=component,
+                found=[n for n, _ in found],
+            )
         )
     if len(found) != 1:
         raise ValueError(
-            f"The pipeline has {len(found)} token_classifier components "
-            f"({[n for n, _ in found]}): name one, e.g. component=\"{found[0][0] if found else 'token_classifier'}\" "
-            f"(--component on the command line)."
+            error(
+                CalibrationErrors.NAME_THE_COMPONENT,
+                n=len(found),
+                found=[n for n, _ in found],
+                example=found[0][0] if found else "token_classifier",
+            )
         )
     return found[0][1]
 

@@ -52,13 +52,11 @@ from thinc.api import constant, fix_random_seed, set_gpu_allocator
 from wasabi import Printer
 
 from .data_parallel import DataParallel
+from .errors import ScaleErrors, error
 from .gradient_sync import BUCKET_MB, init_process_group, world
 
 # init_process_group and world are imported from here by launch scripts.
 __all__ = ["init_process_group", "train_distributed", "train_from_config", "train_ray", "world"]
-
-RAY_INSTALL = 'pip install "spacy-tokclf[ray]"'
-
 
 def train_distributed(
     nlp: Language,
@@ -296,10 +294,7 @@ def require_ray_train() -> Any:
         import ray
         import ray.train.torch  # noqa: F401
     except ImportError as err:
-        raise ImportError(
-            f"[spacy-tokclf] Training on Ray needs Ray Train, which is not installed "
-            f"({err}). Install the ray extra:\n    {RAY_INSTALL}"
-        ) from err
+        raise ImportError(error(ScaleErrors.NO_RAY_TRAIN, error=err)) from err
     return ray
 
 

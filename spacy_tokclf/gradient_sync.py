@@ -20,6 +20,7 @@ from spacy.language import Language
 from spacy.training import Example
 from thinc.api import PyTorchShim, xp2torch
 
+from .errors import ScaleErrors, error
 from .layers import HFEncoderShim
 from .pipeline import TokenClassifier
 
@@ -268,12 +269,7 @@ class GradientSync:
         """Raise if the ranks' parameters differ."""
         diff = self.divergence()
         if diff != 0.0:
-            raise RuntimeError(
-                f"[spacy-tokclf] The processes' parameters differ (largest checksum "
-                f"difference {diff:g}): every process must run the same config, code "
-                f"and library versions. Check that all ranks read the same corpus and "
-                f"encoder files."
-            )
+            raise RuntimeError(error(ScaleErrors.RANKS_DIFFER, diff=diff))
 
 
 def trainable_components(nlp: Language, exclude: Sequence[str] = ()) -> List[Tuple[str, Any]]:

@@ -15,6 +15,8 @@ import typer
 from spacy.cli._util import Arg, Opt, app, parse_config_overrides
 from wasabi import msg
 
+from .errors import ScaleErrors, error
+
 
 @app.command("tokclf-annotate")
 def annotate_cli(
@@ -40,9 +42,9 @@ def annotate_cli(
     end. Both engines give the same rows for the same input.
     """
     if engine not in ("local", "ray"):
-        msg.fail(f"Unknown --engine '{engine}': use 'local' or 'ray'.", exits=1)
+        msg.fail(error(ScaleErrors.UNKNOWN_ENGINE, engine=engine), exits=1)
     if workers < 1 or batch_size < 1:
-        msg.fail("--workers and --batch-size must be at least 1.", exits=1)
+        msg.fail(error(ScaleErrors.WORKERS_BATCH_SIZE), exits=1)
     try:
         if engine == "ray":
             from .annotate_ray import annotate_ray
@@ -60,7 +62,7 @@ def annotate_cli(
             from .annotate import annotate_local
 
             if gpu_id >= 0 and workers > 1:
-                msg.fail("--gpu-id runs one process: leave --workers at 1.", exits=1)
+                msg.fail(error(ScaleErrors.GPU_ONE_WORKER), exits=1)
             setup_gpu(gpu_id, silent=True)
             nlp = spacy.load(model)
             counts = annotate_local(

@@ -31,6 +31,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .errors import ServeErrors, error
 from .pipeline import TokenClassifier
 
 try:
@@ -40,10 +41,7 @@ try:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        f"spacy_tokclf.serve needs starlette and uvicorn ({err}). Install the "
-        f'`serve` extra: pip install "spacy-tokclf[serve]"'
-    ) from err
+    raise ImportError(error(ServeErrors.NO_SERVE_EXTRA, error=err)) from err
 
 DEFAULT_MAX_CHARS = 100_000
 DEFAULT_THREADS = 4
@@ -73,7 +71,7 @@ def assigns_tags(nlp: Language) -> bool:
     with the task "tag", or any other component that declares it assigns tags."""
     for name, pipe in nlp.pipeline:
         if isinstance(pipe, TokenClassifier):
-            if "tag" in pipe.cfg["tasks"]:
+            if "tag" in pipe.tasks:
                 return True
         elif "token.tag" in nlp.get_pipe_meta(name).assigns:
             return True
@@ -168,7 +166,7 @@ def make_app(
     RETURNS (Starlette): the app; app.state.annotator holds the pipeline.
     """
     if max_chars < 1 or threads < 1:
-        raise ValueError(f"max_chars ({max_chars}) and threads ({threads}) must be >= 1")
+        raise ValueError(error(ServeErrors.BAD_LIMITS, max_chars=max_chars, threads=threads))
     if isinstance(model_path_or_nlp, Language):
         nlp, model_name = model_path_or_nlp, "(in memory)"
     else:
@@ -178,12 +176,7 @@ def make_app(
     limiter: List[anyio.CapacityLimiter] = []  # made in the event loop, on first use
 
     def too_long(what: str) -> BadRequest:
-        return BadRequest(
-            413,
-            f"The text is too long: {what}, and the limit is {max_chars:,} characters. "
-            f"Send shorter texts (split long documents), or raise the limit: "
-            f"`--max-chars N` on the command line, make_app(..., max_chars=N) in Python.",
-        )
+        return BadRequest(413, ServeErrors.ANSWER_TOO_LONG.format(what=what, max_chars=max_chars))
 
     async def read_text(request: Request) -> str:
         # A body too long for any valid text is read to its end (so the client,
@@ -194,36 +187,31 @@ def make_app(
             if size <= max_bytes:
                 chunks.append(chunk)
         if size > max_bytes:
-            raise too_long(f"the body has {size:,} bytes")
+            raise too_long(ServeErrors.ANSWER_BODY_BYTES.format(size=size))
         try:
             body = b"".join(chunks).decode("utf-8")
         except UnicodeDecodeError as err:
-            raise BadRequest(400, f"The body is not valid UTF-8 ({err}). Send UTF-8 encoded JSON.")
+            raise BadRequest(400, ServeErrors.ANSWER_NOT_UTF8.format(error=err))
         try:
             data = json.loads(body)
         except json.JSONDecodeError as err:
-            raise BadRequest(
-                400, f'The body is not valid JSON ({err}). Send a JSON object: {{"text": "..."}}.'
-            )
+            raise BadRequest(400, ServeErrors.ANSWER_NOT_JSON.format(error=err))
         if not isinstance(data, dict) or "text" not in data:
-            raise BadRequest(
-                422,
-                f'The JSON body needs a "text" field: send {{"text": "..."}}, not '
-                f"{_describe(data)}.",
-            )
+            raise BadRequest(422, ServeErrors.ANSWER_NO_TEXT.format(value=_describe(data)))
         text = data["text"]
         if not isinstance(text, str):
             raise BadRequest(
-                422, f'"text" must be a string, not {type(text).__name__} ({_describe(text)}).'
+                422,
+                ServeErrors.ANSWER_TEXT_NOT_STR.format(
+                    type=type(text).__name__, value=_describe(text)
+                ),
             )
         if len(text) > max_chars:
-            raise too_long(f"{len(text):,} characters")
+            raise too_long(ServeErrors.ANSWER_TEXT_CHARS.format(n=len(text)))
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:
-            raise BadRequest(
-                422, f'"text" holds an unpaired surrogate escape ({err}): it is not valid unicode.'
-            )
+            raise BadRequest(422, ServeErrors.ANSWER_SURROGATE.format(error=err))
         return text
 
     async def annotate(request: Request) -> JSONResponse:
@@ -238,7 +226,11 @@ def make_app(
         except Exception as err:
             logger.exception("nlp() failed on a text of %d characters", len(text))
             return JSONResponse(
-                {"error": f"The pipeline failed on this text: {type(err).__name__}: {err}"},
+                {
+                    "error": ServeErrors.ANSWER_PIPELINE_FAILED.format(
+                        type=type(err).__name__, error=err
+                    )
+                },
                 status_code=500,
             )
         return JSONResponse(result)

@@ -7,6 +7,7 @@ thread), so the same output needs the same threads, as the defaults give on
 one machine."""
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from typer.testing import CliRunner
 
 from spacy_tokclf.annotate import annotate_chunk, annotate_local
 from spacy_tokclf.annotate_input import input_files, read_rows
-from spacy_tokclf.annotate_output import output_spec, read_output
+from spacy_tokclf.annotate_output import output_format, output_spec, read_output
+from spacy_tokclf.errors import ScaleErrors, error
 
 from .util import make_examples, make_nlp, train
 
@@ -259,3 +261,17 @@ def test_ray_engine_gives_the_local_output(ray_cluster, model_dir, corpus, parqu
     key = lambda r: (r["file"], r["id"])  # noqa: E731
     assert sorted(ray_rows, key=key) == sorted(local_rows, key=key)
     assert sum(r["error"] is not None for r in ray_rows) == 6
+
+
+def test_input_and_output_errors(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError, match=re.escape(error(ScaleErrors.NO_INPUT, path=missing))):
+        input_files(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=re.escape(error(ScaleErrors.EMPTY_INPUT_DIR, path=tmp_path / "empty"))):
+        input_files(tmp_path / "empty")
+    unknown = error(ScaleErrors.UNKNOWN_OUTPUT_FORMAT, fmt="csv", formats="jsonl, parquet, docbin")
+    with pytest.raises(ValueError, match=re.escape(unknown)):
+        output_format(tmp_path / "out.jsonl", "csv")
+    with pytest.raises(ValueError, match=re.escape(error(ScaleErrors.OUTPUT_FORMAT_FROM_NAME, output=tmp_path / "out"))):
+        output_format(tmp_path / "out", None)

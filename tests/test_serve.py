@@ -10,6 +10,7 @@ import pytest
 import spacy
 from starlette.testclient import TestClient
 
+from spacy_tokclf.errors import ServeErrors
 from spacy_tokclf.serve import DEFAULT_MAX_CHARS, Annotator, annotation, make_app
 
 from .util import TEXTS, TRAIN_DATA, make_examples, make_nlp, train
@@ -157,25 +158,26 @@ def test_answer_without_tags_and_entities_of_other_components(encoders):
 
 
 @pytest.mark.parametrize(
-    "body,status,words",
+    "body,status,answer",
     [
-        (b'{"text": "Angela', 400, "not valid JSON"),
-        (b'{"text": "Angela \xff Merkel"}', 400, "UTF-8"),
-        (b'{"txt": "Angela Merkel"}', 422, '"text" field'),
-        (b'["Angela Merkel"]', 422, '"text" field'),
-        (b'{"text": 42}', 422, "must be a string"),
-        (b'{"text": null}', 422, "must be a string"),
-        (b'{"text": "\\ud800 lone surrogate"}', 422, "surrogate"),
-        (json.dumps({"text": "a" * 101}).encode(), 413, "--max-chars"),
+        (b'{"text": "Angela', 400, ServeErrors.ANSWER_NOT_JSON),
+        (b'{"text": "Angela \xff Merkel"}', 400, ServeErrors.ANSWER_NOT_UTF8),
+        (b'{"txt": "Angela Merkel"}', 422, ServeErrors.ANSWER_NO_TEXT),
+        (b'["Angela Merkel"]', 422, ServeErrors.ANSWER_NO_TEXT),
+        (b'{"text": 42}', 422, ServeErrors.ANSWER_TEXT_NOT_STR),
+        (b'{"text": null}', 422, ServeErrors.ANSWER_TEXT_NOT_STR),
+        (b'{"text": "\\ud800 lone surrogate"}', 422, ServeErrors.ANSWER_SURROGATE),
+        (json.dumps({"text": "a" * 101}).encode(), 413, ServeErrors.ANSWER_TOO_LONG),
         # Longer than any body of a valid text: not even kept in memory.
-        (json.dumps({"text": "a" * 6000}).encode(), 413, "--max-chars"),
+        (json.dumps({"text": "a" * 6000}).encode(), 413, ServeErrors.ANSWER_TOO_LONG),
     ],
 )
-def test_bad_request_gets_its_status_and_a_message(tagging_nlp, body, status, words):
+def test_bad_request_gets_its_status_and_a_message(tagging_nlp, body, status, answer):
     client = TestClient(make_app(tagging_nlp, max_chars=100))
     response = client.post("/annotate", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status
-    assert words in response.json()["error"]
+    # The answer's text up to its first field.
+    assert response.json()["error"].startswith(answer.split("{")[0])
     # The app still answers good requests after it.
     good = client.post("/annotate", json={"text": "a" * 100})
     assert good.status_code == 200 and good.json()["tokens"] == 1
@@ -194,7 +196,10 @@ def test_pipeline_error_is_a_500_with_a_message_and_the_app_goes_on(tagging_nlp,
     monkeypatch.setattr(annotator, "nlp", lambda text: 1 / 0 if text == "boom" else real_nlp(text))
     client = TestClient(app)
     response = client.post("/annotate", json={"text": "boom"})
-    assert response.status_code == 500 and "ZeroDivisionError" in response.json()["error"]
+    assert response.status_code == 500
+    assert response.json()["error"] == ServeErrors.ANSWER_PIPELINE_FAILED.format(
+        type="ZeroDivisionError", error="division by zero"
+    )
     assert client.post("/annotate", json={"text": "Paris."}).status_code == 200
     assert annotator.running == 0
 
