@@ -13,31 +13,30 @@ CoNLL-2003 documents, batched by words (about 32 sentences a batch), for the
 same epochs and schedule shape as scripts/compare.py. Each run writes
 results/context/conll_ctx<C>_lr<LR>_seed<S>.json and is skipped when that
 file exists (--force reruns it): a sweep resumes where it stopped. Scores
-are exact-span entity P/R/F1 on the gold tokens of the dev set (compare.score).
+are exact-span entity P/R/F1 on the gold tokens of the dev set (common.score).
 """
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import spacy
 from spacy.tokens import Doc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (  # noqa: E402
+from common import (
     DATASETS,
+    PROJECT,
+    bare_doc,
     gold_labels,
-    machine,
     n_sentences,
     read_docs,
+    resolve_encoder,
+    schedule,
     score,
-    spacy_schedule,
-    train_spacy,
 )
-from jobs import PROJECT, resolve_encoder  # noqa: E402
+from compare_systems import train_spacy
+from reports import machine
 
 OUT = PROJECT / "results" / "context"
 
@@ -58,19 +57,10 @@ def context_config(context: int, lr: float, seed: int, scheme: str):
 
 def dev_views(dev_docs: List[Doc], vocab) -> Dict[str, List[Doc]]:
     """The dev set three ways, all on the gold tokens."""
-
-    def words(doc: Doc, sents: bool) -> Doc:
-        return Doc(
-            vocab,
-            words=[t.text for t in doc],
-            spaces=[bool(t.whitespace_) for t in doc],
-            sent_starts=[t.is_sent_start for t in doc] if sents else None,
-        )
-
     return {
-        "docs_gold_sentences": [words(d, True) for d in dev_docs],
-        "docs_no_sentences": [words(d, False) for d in dev_docs],
-        "sentences": [words(s.as_doc(), True) for d in dev_docs for s in d.sents],
+        "docs_gold_sentences": [bare_doc(vocab, d, sents=True) for d in dev_docs],
+        "docs_no_sentences": [bare_doc(vocab, d) for d in dev_docs],
+        "sentences": [bare_doc(vocab, s.as_doc(), sents=True) for d in dev_docs for s in d.sents],
     }
 
 
@@ -111,7 +101,7 @@ def run(args) -> None:
             load_before = os.getloadavg()[0]
             overrides = {
                 "paths.encoder": encoder,
-                **spacy_schedule(train_docs, "doc", args.epochs, args.max_steps),
+                **schedule(train_docs, "doc", args.epochs, args.max_steps),
             }
             nlp, seconds = train_spacy(
                 context_config(context, args.lr, seed, args.scheme),

@@ -15,7 +15,7 @@ from typing import Dict, List
 import spacy
 from spacy import displacy
 
-from compare import gold_labels, predict_spacy, read_docs, score
+from common import gold_labels, predict_spacy, read_docs, score
 
 N_DISPLACY = 25
 MAX_TAGS_IN_PLOT = 20
@@ -79,7 +79,8 @@ def _ents_table(results: Dict) -> str:
 
 
 def _per_tag_accuracy(gold: List[List[str]], predicted: List[List[str]]) -> Dict[str, Dict]:
-    total, right = Counter(), Counter()
+    total: Counter = Counter()
+    right: Counter = Counter()
     for gs, ps in zip(gold, predicted):
         for g, p in zip(gs, ps):
             total[g] += 1

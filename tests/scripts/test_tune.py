@@ -1,12 +1,7 @@
 """scripts/tune.py: the grid is extended past an edge where the best rate
 lies, once per edge, and the best setting is what the seeds run."""
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import tune  # noqa: E402
+import tune
 
 
 class FakeRuns:
