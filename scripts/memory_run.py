@@ -14,25 +14,15 @@ growth is --max-growth % or more, 2 if the run cannot start.
 """
 import argparse
 import gc
-import json
 import os
 import sys
 import time
 from itertools import cycle, islice
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadtest import (  # noqa: E402
-    PROJECT,
-    corpus_texts,
-    fmt,
-    generated_texts,
-    machine_info,
-    machine_line,
-    mb,
-    rss_kb,
-)
+from common import project_path
+from loadtest_texts import corpus_texts, generated_texts
+from reports import command_line, fmt, machine_info, mb, rss_kb, run_footer, write_result
 
 DEFAULT_MODEL = "training/ner/model-best"
 DEFAULT_CORPUS = "corpus/conll_dev.spacy"
@@ -74,7 +64,7 @@ def markdown(result: Dict[str, Any]) -> str:
         f"Model: `{result['model']}`; texts: {result['texts']}; nlp.pipe batch size "
         f"{result['batch_size']}; {fmt(result['docs_per_s'])} docs/s overall.",
         "",
-        f"Machine: {machine_line(result['machine'])}. Command: `{result['command']}`.",
+        run_footer(result),
     ]
     return "\n".join(lines) + "\n"
 
@@ -91,9 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--max-growth", type=float, default=5.0, help="%% growth that fails")
     parser.add_argument("--out", default="results/memory", help="folder for memory.json/.md")
     args = parser.parse_args(argv)
-    model = Path(args.model) if Path(args.model).is_absolute() else PROJECT / args.model
-    corpus = Path(args.corpus) if Path(args.corpus).is_absolute() else PROJECT / args.corpus
-    out = Path(args.out) if Path(args.out).is_absolute() else PROJECT / args.out
+    model = project_path(args.model)
+    corpus = project_path(args.corpus)
+    out = project_path(args.out)
     if not model.exists():
         print(f"No pipeline at {model}: train one first (spacy project run train) or pass --model.")
         return 2
@@ -152,7 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     growth = round(100 * (end["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"], 2)
     passed = growth < args.max_growth
     result = {
-        "command": " ".join(["python", "scripts/memory_run.py"] + (argv if argv is not None else sys.argv[1:])),
+        "command": command_line("memory_run.py", argv if argv is not None else sys.argv[1:]),
         "model": args.model,
         "texts": source,
         "docs": n_docs,
@@ -173,10 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "checkpoints": checkpoints,
         "machine": machine_info(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
-    (out / "memory.md").write_text(markdown(result), encoding="utf8")
-    print(markdown(result))
+    write_result(out, "memory", result, markdown(result))
     print(f"wrote {out / 'memory.json'} and {out / 'memory.md'}")
     if not passed:
         print(f"FAILED: RSS grew {growth} % after the warm-up (limit {args.max_growth} %).")
