@@ -26,33 +26,23 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 import spacy
-from spacy.tokens import DocBin
 
-PROJECT = Path(__file__).resolve().parent.parent
-DEV = PROJECT / "corpus" / "conll_dev.spacy"
+from common import CONLL_DEV, PROJECT, read_docs
 
 
 def dev_sentences(n: int, data_dir: Path):
     """The first n CoNLL-2003 dev sentences as Docs (gold entities kept)."""
-    nlp = spacy.blank("en")
-    if DEV.exists():
-        docs = DocBin().from_disk(DEV).get_docs(nlp.vocab)
-        sents = (sent.as_doc() for doc in docs for sent in doc.sents)
-        out = []
-        for sent in sents:
-            out.append(sent)
-            if len(out) == n:
-                break
-        return out
-    sys.path.insert(0, str(PROJECT / "scripts"))
-    from convert_conll03 import make_doc, read_documents  # noqa: E402
+    if CONLL_DEV.exists():
+        return read_docs(CONLL_DEV, "sentence", n)[:n]
+    from convert_conll03 import make_doc, read_documents
 
+    nlp = spacy.blank("en")
     sentences = (s for d in read_documents(data_dir / "conll2003" / "eng.testa") for s in d)
     return [make_doc(nlp.vocab, [s]) for _, s in zip(range(n), sentences)]
 
@@ -139,7 +129,7 @@ def main(args) -> None:
     results = []
     for engine, workers in configs:
         mine = [r for r in runs if (r["engine"], r["workers"]) == (engine, workers)]
-        summary = {"engine": engine, "workers": workers}
+        summary: Dict[str, Any] = {"engine": engine, "workers": workers}
         for key in ("steady_docs_s", "end_to_end_docs_s", "first_batch_s", "seconds"):
             values = sorted(r[key] for r in mine)
             summary[key] = statistics.median(values)

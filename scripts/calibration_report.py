@@ -23,8 +23,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy
 import spacy
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 
+from common import bare_doc, read_docs
 from error_page import doc_record, write_error_page
 from spacy_tokclf.calibration import find_component
 from spacy_tokclf.metrics import THRESHOLDS, calibration_summary, threshold_table
@@ -39,10 +40,7 @@ def run(nlp, gold_docs: Sequence[Doc], component: Optional[str] = None) -> Dict:
     """Predict on the gold tokens; what calibration is measured on."""
     pipe = find_component(nlp, component)
     key = pipe.cfg["spans_key"]
-    docs = (
-        Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g])
-        for g in gold_docs
-    )
+    docs = (bare_doc(nlp.vocab, g) for g in gold_docs)
     out: Dict = {"records": [], "ents": [], "tags": [], "tag_probs": [], "tasks": pipe.tasks}
     for i, (gold, doc) in enumerate(zip(gold_docs, nlp.pipe(docs, batch_size=256))):
         probs = doc._.tokclf_probs[pipe.name]
@@ -99,7 +97,7 @@ def write_calibration_report(
     results = {}
     for which, path in (("before", before_path), ("after", after_path)):
         nlp = spacy.load(path)
-        gold_docs = list(DocBin().from_disk(dev_path).get_docs(nlp.vocab))
+        gold_docs = read_docs(Path(dev_path), vocab=nlp.vocab)
         results[which] = run(nlp, gold_docs)
     before, after = measure(results["before"]), measure(results["after"])
     report: Dict = {

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -55,7 +55,7 @@ class DomSummary(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.counts: Dict[str, int] = {}
-        self.embedded: Optional[Dict[str, int]] = None
+        self.embedded: Optional[Dict[str, Any]] = None
         self.docs: List[Dict] = []
         self._row: Optional[str] = None
         self._cells: List[str] = []

@@ -5,14 +5,15 @@ sentence (--unit sentence). Gold entities go to Doc.ents, the POS column to
 token.tag_. Prints entity counts so a conversion can be checked against the
 source's published statistics.
 """
-import argparse
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import biluo_tags_to_spans, iob_to_biluo
+
+from common import converter_parser
 
 Sentence = List[Tuple[str, str, str]]  # (word, POS, IOB1 tag)
 
@@ -44,7 +45,7 @@ def read_documents(path: Path) -> Iterator[List[Sentence]]:
 def make_doc(vocab, sentences: List[Sentence]) -> Doc:
     words = [w for s in sentences for w, _, _ in s]
     tags = [t for s in sentences for _, t, _ in s]
-    sent_starts = [i == 0 for s in sentences for i in range(len(s))]
+    sent_starts: List[Any] = [i == 0 for s in sentences for i in range(len(s))]
     doc = Doc(vocab, words=words, tags=tags, sent_starts=sent_starts)
     # IOB1 -> BILUO per sentence: an entity never crosses a sentence boundary.
     biluo = [b for s in sentences for b in iob_to_biluo([n for _, _, n in s])]
@@ -76,11 +77,7 @@ def main(src: Path, out: Path, unit: str, limit: int, expect: str = "") -> Count
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("src", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--unit", choices=["doc", "sentence"], default="doc")
-    parser.add_argument("--limit", type=int, default=0, help="stop after this many sentences (0: all)")
+    parser = converter_parser(__doc__, "stop after this many sentences (0: all)")
     parser.add_argument("--expect", default="", help="entity counts to check, e.g. PER=6600,LOC=7140 (skipped with --limit)")
     args = parser.parse_args()
     main(args.src, args.out, args.unit, args.limit, args.expect)

@@ -6,13 +6,14 @@ Uses spaCy's own CoNLL-U reader (syntactic words, as `spacy convert -c conllu`).
 With --unit doc (the default) the sentences of each `# newdoc` document stay
 together in one Doc, so an encoder sees context across sentences.
 """
-import argparse
 from pathlib import Path
 from typing import List
 
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conllu_to_docs
+
+from common import converter_parser
 
 
 def newdoc_starts(text: str) -> List[bool]:
@@ -44,11 +45,7 @@ def main(src: Path, out: Path, unit: str, limit: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("src", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--unit", choices=["doc", "sentence"], default="doc")
-    parser.add_argument("--limit", type=int, default=0, help="use the first N sentences (0: all)")
+    parser = converter_parser(__doc__, "use the first N sentences (0: all)")
     args = parser.parse_args()
     spacy.blank("en")  # registers the language data the reader needs
     main(args.src, args.out, args.unit, args.limit)

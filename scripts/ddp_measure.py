@@ -21,9 +21,8 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
+from common import PROJECT
 
 
 def run(procs: int, args) -> dict:

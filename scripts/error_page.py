@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from common import bare_doc, read_docs
 from spacy_tokclf.metrics import ERROR_KINDS, classify_errors, count_error_kinds
 
 KIND_CLASS = {
@@ -252,15 +253,10 @@ def _render(words: Sequence[str], spaces: Sequence[bool], spans: Sequence[tuple]
 def predicted_records(nlp, gold_docs: Sequence, component: Optional[str] = None) -> List[Dict]:
     """Run a pipeline on the gold docs' tokens; one record per doc, with each
     predicted entity's score from doc.spans[spans_key]."""
-    from spacy.tokens import Doc
-
     from spacy_tokclf.calibration import find_component
 
     key = find_component(nlp, component).cfg["spans_key"]
-    docs = (
-        Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g])
-        for g in gold_docs
-    )
+    docs = (bare_doc(nlp.vocab, g) for g in gold_docs)
     records = []
     for i, (gold, doc) in enumerate(zip(gold_docs, nlp.pipe(docs, batch_size=256))):
         group = doc.spans[key]
@@ -279,7 +275,6 @@ def predicted_records(nlp, gold_docs: Sequence, component: Optional[str] = None)
 
 if __name__ == "__main__":
     import spacy
-    from spacy.tokens import DocBin
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pipeline")
@@ -289,7 +284,7 @@ if __name__ == "__main__":
     parser.add_argument("--limit", type=int, default=None, help="show at most N docs with errors")
     args = parser.parse_args()
     nlp = spacy.load(args.pipeline)
-    gold_docs = list(DocBin().from_disk(args.dev).get_docs(nlp.vocab))
+    gold_docs = read_docs(Path(args.dev), vocab=nlp.vocab)
     records = predicted_records(nlp, gold_docs, args.component)
     counts = write_error_page(records, Path(args.output), f"Errors of {args.pipeline} on {args.dev}", args.limit)
     print(f"Wrote {args.output}: {counts}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import srsly
 from weasel.util import get_checksum
 
-PROJECT = Path(__file__).resolve().parent.parent
+from common import PROJECT
 
 
 def main(data_dir: Path, assets_dir: Path) -> None:

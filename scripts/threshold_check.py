@@ -13,20 +13,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import spacy
-from spacy.tokens import Doc, DocBin
 
+from common import bare_doc, read_docs
 from spacy_tokclf.calibration import find_component
 
 
 def count(pipeline: str, dev: str, threshold):
-    pipe_name = find_component(spacy.load(pipeline)).name
+    pipe_name: str = find_component(spacy.load(pipeline)).name
     nlp = spacy.load(pipeline, config={"components": {pipe_name: {"threshold": threshold}}})
-    pipe = nlp.get_pipe(pipe_name)
+    pipe: Any = nlp.get_pipe(pipe_name)
     assert pipe.cfg["threshold"] == threshold
-    gold = list(DocBin().from_disk(dev).get_docs(nlp.vocab))
-    docs = (Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold)
+    gold = read_docs(Path(dev), vocab=nlp.vocab)
+    docs = (bare_doc(nlp.vocab, g) for g in gold)
     kept = right = 0
     for g, doc in zip(gold, nlp.pipe(docs, batch_size=256)):
         ents = {(e.start, e.end, e.label_) for e in doc.ents}

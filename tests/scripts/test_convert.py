@@ -1,16 +1,11 @@
 """The project's converters (scripts/convert_conll03.py, scripts/convert_conllu.py):
 whole documents are kept, nothing is lost, and a lost entity stops the run."""
-import sys
-from pathlib import Path
-
+import convert_conll03
+import convert_conllu
 import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.util import make_tempdir
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-convert_conll03 = pytest.importorskip("convert_conll03")
-convert_conllu = pytest.importorskip("convert_conllu")
 
 CONLL = """-DOCSTART- -X- O O
 
