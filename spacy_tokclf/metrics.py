@@ -10,7 +10,7 @@ numbers worked out by hand (tests/test_metrics.py).
 - `classify_errors`: each predicted and gold entity of a doc as right or as
   one of four kinds of error (missed, spurious, wrong type, wrong boundary).
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
@@ -23,9 +23,14 @@ Span = Tuple[int, int, str]
 ERROR_KINDS = ("missed", "spurious", "wrong type", "wrong boundary")
 
 
+# Confidences and right/wrong flags: lists or numpy arrays.
+Floats = Union[Sequence[float], numpy.ndarray]
+Flags = Union[Sequence[bool], numpy.ndarray]
+
+
 def reliability_bins(
-    confidences: Sequence[float], correct: Sequence[bool], n_bins: int = N_BINS
-) -> List[Dict[str, float]]:
+    confidences: Floats, correct: Flags, n_bins: int = N_BINS
+) -> List[Dict[str, Any]]:
     """Equal-width bins of [0, 1]: bin i holds the confidences in
     [i / n_bins, (i + 1) / n_bins), the last bin also 1.0.
 
@@ -56,7 +61,7 @@ def reliability_bins(
 
 
 def expected_calibration_error(
-    confidences: Sequence[float], correct: Sequence[bool], n_bins: int = N_BINS
+    confidences: Floats, correct: Flags, n_bins: int = N_BINS
 ) -> float:
     """ECE: the mean over bins of |accuracy - mean confidence|, each bin
     weighted by its share of the predictions (equal-width bins, as in
@@ -71,7 +76,7 @@ def expected_calibration_error(
 
 
 def calibration_summary(
-    confidences: Sequence[float], correct: Sequence[bool], n_bins: int = N_BINS
+    confidences: Floats, correct: Flags, n_bins: int = N_BINS
 ) -> Dict:
     """ECE, mean confidence against accuracy (for entities: precision), the
     number of predictions and the bins."""
@@ -123,7 +128,7 @@ def threshold_table(
     return rows
 
 
-def classify_errors(gold: Sequence[Span], predicted: Sequence[Span]) -> Dict[str, List]:
+def classify_errors(gold: Sequence[Any], predicted: Sequence[Any]) -> Dict[str, List]:
     """Each predicted and gold entity of one doc, right or an error.
 
     - right: a predicted entity with the span and type of a gold one;
@@ -142,7 +147,7 @@ def classify_errors(gold: Sequence[Span], predicted: Sequence[Span]) -> Dict[str
         "kind", "pred" (the predicted span or None), "gold" (the gold spans
         involved) and "type_differs".
     """
-    gold = [tuple(g) for g in gold]
+    gold = [tuple(g) for g in gold]  # (start, end, label, ...)
     gold_exact = {(g[0], g[1]): g for g in gold}
     gold_set = {g[:3] for g in gold}
     overlapped = numpy.zeros(len(gold), dtype=bool)
