@@ -4,6 +4,7 @@ from typing import Optional
 from spacy.util import registry
 from thinc.api import Dropout, Linear, chain, with_array
 
+from .errors import EncoderErrors, error
 from .layers import POOLINGS, EncoderSettings, HFEncoder
 from .types import PerTokenModelT
 
@@ -55,29 +56,22 @@ def build_hf_encoder_v2(
     RETURNS (Model[List[Doc], List[Floats2d]]): the encoder.
     """
     if not name:
-        raise ValueError(
-            "[token_classifier] No encoder set: `model.tok2vec.name` is empty. "
-            "Name a Hugging Face model or a local directory, e.g.\n"
-            '    nlp.add_pipe("token_classifier", config={"model": {"tok2vec": '
-            '{"name": "/path/to/model"}}})'
-        )
+        raise ValueError(error(EncoderErrors.NO_ENCODER_NAME))
     if pooling not in POOLINGS:
         raise ValueError(
-            f"[token_classifier] Unknown `model.tok2vec.pooling` '{pooling}'. "
-            f"Use one of {', '.join(repr(p) for p in POOLINGS)}."
+            error(
+                EncoderErrors.UNKNOWN_POOLING,
+                pooling=pooling,
+                known=", ".join(repr(p) for p in POOLINGS),
+            )
         )
     if not 0 < stride <= window:
-        raise ValueError(
-            f"[token_classifier] `model.tok2vec.stride` ({stride}) must be between 1 "
-            f"and `model.tok2vec.window` ({window}) so that windows overlap or touch."
-        )
+        raise ValueError(error(EncoderErrors.INVALID_STRIDE, stride=stride, window=window))
     if batch_pieces < 1:
-        raise ValueError("[token_classifier] `model.tok2vec.batch_pieces` must be >= 1.")
+        raise ValueError(error(EncoderErrors.INVALID_BATCH_PIECES))
     if context is not None and not 0 <= context < window:
         raise ValueError(
-            f"[token_classifier] `model.tok2vec.context` ({context}) must be between 0 "
-            f"and `model.tok2vec.window` - 1 ({window - 1}) pieces, or null to read "
-            f"docs whole without using their sentence boundaries."
+            error(EncoderErrors.INVALID_CONTEXT, context=context, max_context=window - 1)
         )
     return HFEncoder(EncoderSettings(name, pooling, window, stride, batch_pieces, context))
 

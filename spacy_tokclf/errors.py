@@ -375,3 +375,119 @@ class ServeErrors:
         '"text" holds an unpaired surrogate escape ({error}): it is not valid unicode.'
     )
     ANSWER_PIPELINE_FAILED = "The pipeline failed on this text: {type}: {error}"
+
+
+class EncoderErrors:
+    """The encoder layer (layers/, architectures.py, quantization.py). The
+    layer does not know its component's name: its texts go through
+    error(TEXT, PACKAGE, ...) unless the caller knows the name."""
+
+    # Settings (architectures.py)
+    NO_ENCODER_NAME = (
+        "No encoder set: `model.tok2vec.name` is empty. Name a Hugging Face model or "
+        "a local directory, e.g.\n"
+        '    nlp.add_pipe("token_classifier", config={{"model": {{"tok2vec": '
+        '{{"name": "/path/to/model"}}}}}})'
+    )
+    UNKNOWN_POOLING = "Unknown `model.tok2vec.pooling` '{pooling}'. Use one of {known}."
+    INVALID_STRIDE = (
+        "`model.tok2vec.stride` ({stride}) must be between 1 and `model.tok2vec.window` "
+        "({window}) so that windows overlap or touch."
+    )
+    INVALID_BATCH_PIECES = "`model.tok2vec.batch_pieces` must be >= 1."
+    INVALID_CONTEXT = (
+        "`model.tok2vec.context` ({context}) must be between 0 and "
+        "`model.tok2vec.window` - 1 ({max_context}) pieces, or null to read docs whole "
+        "without using their sentence boundaries."
+    )
+    # Loading (layers/hf_shim.py)
+    LOAD_FAILED = (
+        "Could not load the encoder '{model}' set in `model.tok2vec.name`: {error}\n"
+        "Set it to a local directory that holds a Hugging Face model (config.json, "
+        "weights, tokenizer files), e.g.\n"
+        '    nlp.add_pipe("token_classifier", config={{"model": {{"tok2vec": '
+        '{{"name": "/path/to/model"}}}}}})\nor, in a config file:\n'
+        "    [components.token_classifier.model.tok2vec]\n"
+        '    name = "/path/to/model"'
+    )
+    # named_by: "" or " (`<setting>`)", the setting that named the model.
+    SLOW_TOKENIZER = (
+        "The tokenizer of '{model}'{named_by} is a slow (Python) tokenizer ({kind}). "
+        "token_classifier needs a fast tokenizer to map word pieces to spaCy tokens. "
+        "Save a fast tokenizer next to the model (tokenizer.json), e.g.\n"
+        "    AutoTokenizer.from_pretrained(name, use_fast=True).save_pretrained(dir)\n"
+        "or, for a SentencePiece model, install `sentencepiece` so transformers can "
+        "convert it."
+    )
+    SAVED_PART_UNREADABLE = "The saved encoder's {part} cannot be read: {type}: {error}"
+    SAVED_TOKENIZER_JSON_MISSING = "tokenizer.json is missing"
+    INT8_NOT_ON_GPU = (
+        "This encoder is quantized to int8 (spacy_tokclf.quantize_encoder), which runs "
+        "on the CPU only, but thinc's device is {device} (spacy.require_gpu() or "
+        "prefer_gpu() was called). Load the int8 pipeline without require_gpu(), or "
+        "load the fp32 pipeline (saved before quantize_encoder) on the GPU."
+    )
+    # Using it (layers/hf_encoder.py, quantization.py; `before`: what needs the
+    # weights, e.g. "using the component").
+    NO_WEIGHTS = (
+        "The encoder has no weights yet: call `nlp.initialize()` (or train with "
+        "`spacy train`) before {before}, or load a trained pipeline with `spacy.load()`."
+    )
+    NO_WINDOW = (
+        "The encoder ('{model}') reads no word pieces besides its special pieces "
+        "(window limit {limit}): check its `max_position_embeddings` and its "
+        "tokenizer's `model_max_length`."
+    )
+    # The tokenizer (layers/pieces.py)
+    NO_STAND_IN_PIECE = (
+        "The tokenizer ({kind}) has no unknown piece, no mask piece and no piece for "
+        "'?': there is nothing to give a token that yields no word piece (whitespace, "
+        "a control character). Set the tokenizer's `unk_token` and save it again."
+    )
+    TOKENIZER_TRUNCATES = (
+        "The encoder's tokenizer pads or truncates (its truncation is {truncation}, "
+        "padding {padding}): a long document would be cut silently. The component lays "
+        "out windows and padding itself; do not change `tokenizer.backend_tokenizer` of "
+        "a loaded pipeline (call no_truncation() and no_padding() to undo it)."
+    )
+    # int8 (layers/int8.py, quantization.py)
+    INT8_INFERENCE_ONLY = (
+        "This encoder was quantized to int8 (spacy_tokclf.quantize_encoder) and is for "
+        "inference only. Train the fp32 pipeline, save it, then quantize after loading:\n"
+        "    nlp = spacy.load(path); spacy_tokclf.quantize_encoder(nlp)"
+    )
+    INT8_UNSUPPORTED = (
+        "int8 quantization needs torch._int_mm on CPU (torch >= 2.4); this is torch "
+        "{version} ({error}). Upgrade torch, e.g. pip install -U torch."
+    )
+    QUANTIZE_NOT_ON_CPU = (
+        "int8 quantization is for CPU inference; this encoder is on '{device}'. Load "
+        "the pipeline without spacy.require_gpu() / --gpu-id to quantize it."
+    )
+    QUANTIZE_LISTENERS = (
+        "The token_classifier component(s) {listeners} listen to an upstream "
+        "`transformer` component (spacy-transformers), whose model quantize_encoder "
+        "does not change. It quantizes token_classifiers with an embedded encoder "
+        '(`@architectures = "spacy-tokclf.HFEncoder.v1"`).'
+    )
+    QUANTIZE_NOTHING = (
+        "No token_classifier in the pipeline (components: {components}): nothing to "
+        "quantize."
+    )
+
+
+class EncoderWarnings:
+    MOSTLY_UNKNOWN = (
+        "{share:.0%} of the word pieces of the initialization sample are the "
+        "tokenizer's unknown piece: the encoder ('{model}', `model.tok2vec.name`) will "
+        "see almost none of the text. Check that its tokenizer files hold the "
+        "vocabulary the model was trained with (len(tokenizer) is {vocab_size})."
+    )
+    # Logged (spaCy's logger), once per loaded encoder.
+    WINDOW_FITTED = (
+        "`model.tok2vec.window` is {window} word pieces, but the encoder ('{model}') "
+        "reads at most {limit} at a time (besides its special pieces): using window "
+        "{fitted_window} and stride {fitted_stride}. Set `window = {fitted_window}` and "
+        "`stride = {fitted_stride}` (or less) to choose them yourself; long documents "
+        "are still read whole."
+    )

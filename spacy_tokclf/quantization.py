@@ -3,6 +3,7 @@ from typing import List
 
 from spacy.language import Language
 
+from .errors import EncoderErrors, error
 from .layers import HFEncoderShim, quantize_linear_layers
 from .pipeline import TokenClassifier
 
@@ -38,27 +39,14 @@ def quantize_encoder(nlp: Language) -> List[str]:
         transformer = shim.transformer
         if transformer is None:
             raise ValueError(
-                f"[{name}] The encoder has no weights yet: load a trained pipeline "
-                f"(spacy.load) or call nlp.initialize() before quantize_encoder(nlp)."
+                error(EncoderErrors.NO_WEIGHTS, name, before="quantize_encoder(nlp)")
             )
         if shim.device.type != "cpu":
-            raise ValueError(
-                f"[{name}] int8 quantization is for CPU inference; this encoder is on "
-                f"'{shim.device}'. Load the pipeline without spacy.require_gpu() / "
-                f"--gpu-id to quantize it."
-            )
+            raise ValueError(error(EncoderErrors.QUANTIZE_NOT_ON_CPU, name, device=shim.device))
         quantize_linear_layers(transformer)
         quantized.append(name)
     if not quantized:
         if listeners:
-            raise ValueError(
-                f"The token_classifier component(s) {listeners} listen to an upstream "
-                f"`transformer` component (spacy-transformers), whose model "
-                f"quantize_encoder does not change. It quantizes token_classifiers "
-                f'with an embedded encoder (`@architectures = "spacy-tokclf.HFEncoder.v1"`).'
-            )
-        raise ValueError(
-            f"No token_classifier in the pipeline (components: {nlp.pipe_names}): "
-            f"nothing to quantize."
-        )
+            raise ValueError(error(EncoderErrors.QUANTIZE_LISTENERS, listeners=listeners))
+        raise ValueError(error(EncoderErrors.QUANTIZE_NOTHING, components=nlp.pipe_names))
     return quantized

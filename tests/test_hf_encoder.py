@@ -169,3 +169,13 @@ def test_load_fast_tokenizer(wordpiece, monkeypatch):
         load_fast_tokenizer(str(wordpiece), setting="model.tok2vec.name")
     with pytest.raises(ValueError, match=r"^\[my_ner\] The tokenizer of '.*' is a slow"):
         load_fast_tokenizer(str(wordpiece), component="my_ner")
+
+
+def test_errors_come_from_errors_py_with_the_package_prefix(wordpiece):
+    from spacy_tokclf.errors import EncoderErrors, error
+
+    model = HFEncoder(EncoderSettings(str(wordpiece), "first", 256, 192, 4096))
+    with pytest.raises(ValueError) as excinfo:
+        model.predict(docs())
+    assert str(excinfo.value) == error(EncoderErrors.NO_WEIGHTS, before="using the component")
+    assert str(excinfo.value).startswith("[spacy-tokclf] The encoder has no weights yet")

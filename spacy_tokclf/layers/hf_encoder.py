@@ -20,6 +20,7 @@ from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats2d
 
+from ..errors import EncoderErrors, EncoderWarnings, error
 from ..types import PerTokenModelT
 from .hf_shim import HFEncoderShim, fit_window, load_encoder
 from .piece_encoder import EncoderInputs
@@ -111,11 +112,12 @@ def warn_if_mostly_unknown(shim: HFEncoderShim, docs: List[Doc], name: str) -> N
     share = sum(int((doc_ids == unk_id).sum()) for doc_ids in ids) / n_pieces
     if share > UNKNOWN_SHARE_WARNING:
         warnings.warn(
-            f"[token_classifier] {share:.0%} of the word pieces of the initialization "
-            f"sample are the tokenizer's unknown piece: the encoder ('{name}', "
-            f"`model.tok2vec.name`) will see almost none of the text. Check that its "
-            f"tokenizer files hold the vocabulary the model was trained with "
-            f"(len(tokenizer) is {len(shim.tokenizer)})."
+            error(
+                EncoderWarnings.MOSTLY_UNKNOWN,
+                share=share,
+                model=name,
+                vocab_size=len(shim.tokenizer),
+            )
         )
 
 
@@ -126,20 +128,19 @@ def check_window(model: Model) -> Tuple[int, int]:
     settings: EncoderSettings = model.attrs["settings"]
     limit = shim.window_limit
     if limit is None or limit < 1:
-        raise ValueError(
-            f"[token_classifier] The encoder ('{settings.name}') reads no word pieces "
-            f"besides its special pieces (window limit {limit}): check its "
-            f"`max_position_embeddings` and its tokenizer's `model_max_length`."
-        )
+        raise ValueError(error(EncoderErrors.NO_WINDOW, model=settings.name, limit=limit))
     window, stride = fit_window(settings.window, settings.stride, limit)
     if window != settings.window and not shim.window_fit_logged:
         shim.window_fit_logged = True
         logger.warning(
-            f"[token_classifier] `model.tok2vec.window` is {settings.window} word "
-            f"pieces, but the encoder ('{settings.name}') reads at most {limit} at a "
-            f"time (besides its special pieces): using window {window} and stride "
-            f"{stride}. Set `window = {window}` and `stride = {stride}` (or less) "
-            f"to choose them yourself; long documents are still read whole."
+            error(
+                EncoderWarnings.WINDOW_FITTED,
+                window=settings.window,
+                model=settings.name,
+                limit=limit,
+                fitted_window=window,
+                fitted_stride=stride,
+            )
         )
     return window, stride
 
@@ -166,11 +167,7 @@ def convert_inputs(model: Model, docs: List[Doc], is_train: bool) -> Tuple[ArgsK
     shim = shim_of(model)
     special = shim.special
     if not shim.loaded or special is None:
-        raise ValueError(
-            "[token_classifier] The encoder has no weights yet: call "
-            "`nlp.initialize()` (or train with `spacy train`) before using the "
-            "component, or load a trained pipeline with `spacy.load()`."
-        )
+        raise ValueError(error(EncoderErrors.NO_WEIGHTS, before="using the component"))
     settings: EncoderSettings = model.attrs["settings"]
     window, stride = check_window(model)
     pieces = tokenize_docs(shim.tokenizer, docs, special.unk_id)

@@ -16,7 +16,7 @@ import torch
 from spacy.util import make_tempdir
 from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device
 
-from ..errors import PACKAGE
+from ..errors import PACKAGE, EncoderErrors, error
 from .int8 import INT8_DYNAMIC, quantization_of, quantize_linear_layers
 from .piece_encoder import PieceEncoder
 from .pieces import SpecialPieces, prepare_tokenizer
@@ -77,13 +77,7 @@ class HFEncoderShim(PyTorchShim):
         """Use this encoder and (a prepared copy of) this tokenizer."""
         device = get_torch_default_device()
         if device.type != "cpu" and quantization_of(model.transformer) is not None:
-            raise ValueError(
-                f"[token_classifier] This encoder is quantized to int8 "
-                f"(spacy_tokclf.quantize_encoder), which runs on the CPU only, but "
-                f"thinc's device is {device} (spacy.require_gpu() or prefer_gpu() was "
-                f"called). Load the int8 pipeline without require_gpu(), or load the "
-                f"fp32 pipeline (saved before quantize_encoder) on the GPU."
-            )
+            raise ValueError(error(EncoderErrors.INT8_NOT_ON_GPU, device=device))
         self.tokenizer, self.special = prepare_tokenizer(tokenizer)
         self._model = model.to(device)
         self.window_limit = max_window(model.transformer, self.tokenizer, self.special)
@@ -125,7 +119,7 @@ class HFEncoderShim(PyTorchShim):
             with _reading("tokenizer files"):
                 files = msg["tokenizer"]
                 if "tokenizer.json" not in files:
-                    raise ValueError("tokenizer.json is missing")
+                    raise ValueError(EncoderErrors.SAVED_TOKENIZER_JSON_MISSING)
                 Tokenizer.from_str(files["tokenizer.json"].decode("utf8"))
                 for name, data in files.items():
                     path = Path(tmp) / name
@@ -149,8 +143,12 @@ def _reading(part: str) -> Iterator[None]:
         yield
     except Exception as err:
         raise ValueError(
-            f"[token_classifier] The saved encoder's {part} cannot be read: "
-            f"{type(err).__name__}: {err}"
+            error(
+                EncoderErrors.SAVED_PART_UNREADABLE,
+                part=part,
+                type=type(err).__name__,
+                error=err,
+            )
         ) from err
 
 
@@ -189,13 +187,13 @@ def load_fast_tokenizer(
     if not getattr(tokenizer, "is_fast", False):
         named_by = f" (`{setting}`)" if setting else ""
         raise SlowTokenizerError(
-            f"[{component}] The tokenizer of '{name_or_dir}'{named_by} is a "
-            f"slow (Python) tokenizer ({type(tokenizer).__name__}). token_classifier "
-            f"needs a fast tokenizer to map word pieces to spaCy tokens. Save a fast "
-            f"tokenizer next to the model (tokenizer.json), e.g.\n"
-            f"    AutoTokenizer.from_pretrained(name, use_fast=True).save_pretrained(dir)\n"
-            f"or, for a SentencePiece model, install `sentencepiece` so transformers "
-            f"can convert it."
+            error(
+                EncoderErrors.SLOW_TOKENIZER,
+                component,
+                model=name_or_dir,
+                named_by=named_by,
+                kind=type(tokenizer).__name__,
+            )
         )
     return tokenizer
 
@@ -215,14 +213,7 @@ def load_encoder(name: str) -> Tuple[PieceEncoder, Any]:
     except SlowTokenizerError:
         raise
     except (OSError, ValueError) as err:
-        raise OSError(
-            f"[token_classifier] Could not load the encoder '{name}' set in "
-            f"`model.tok2vec.name`: {err}\nSet it to a local directory that holds a "
-            f"Hugging Face model (config.json, weights, tokenizer files), e.g.\n"
-            f'    nlp.add_pipe("token_classifier", config={{"model": {{"tok2vec": '
-            f'{{"name": "/path/to/model"}}}}}})\nor, in a config file:\n'
-            f"    [components.token_classifier.model.tok2vec]\n    name = \"/path/to/model\""
-        ) from err
+        raise OSError(error(EncoderErrors.LOAD_FAILED, model=name, error=err)) from err
     return PieceEncoder(transformer), tokenizer
 
 

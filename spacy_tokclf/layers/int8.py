@@ -16,6 +16,8 @@ from typing import Optional
 
 import torch
 
+from ..errors import EncoderErrors, error
+
 # Shared by the encoder's serialization: the format of quantized weights.
 INT8_DYNAMIC = "int8-dynamic"
 _EPS = 1e-12
@@ -56,12 +58,7 @@ class Int8DynamicLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [*, in] -> [*, out], in x's float dtype."""
         if torch.is_grad_enabled() and x.requires_grad:
-            raise ValueError(
-                "[token_classifier] This encoder was quantized to int8 "
-                "(spacy_tokclf.quantize_encoder) and is for inference only. Train "
-                "the fp32 pipeline, save it, then quantize after loading:\n"
-                "    nlp = spacy.load(path); spacy_tokclf.quantize_encoder(nlp)"
-            )
+            raise ValueError(error(EncoderErrors.INT8_INFERENCE_ONLY))
         shape = x.shape
         rows = x.reshape(-1, self.in_features)
         # Symmetric scale per row: max |x| maps to 127. amax and amin are two
@@ -109,9 +106,7 @@ def check_int8_support() -> None:
         torch._int_mm(a, a.t())
     except (AttributeError, RuntimeError, NotImplementedError) as err:
         raise ImportError(
-            f"[token_classifier] int8 quantization needs torch._int_mm on CPU "
-            f"(torch >= 2.4); this is torch {torch.__version__} ({err}). Upgrade "
-            f"torch, e.g. pip install -U torch."
+            error(EncoderErrors.INT8_UNSUPPORTED, version=torch.__version__, error=err)
         ) from err
 
 

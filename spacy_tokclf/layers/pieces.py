@@ -17,6 +17,8 @@ import numpy
 
 from spacy.tokens import Doc
 
+from ..errors import EncoderErrors, error
+
 # A batch is closed when padding would exceed this share of its positions
 # (or MIN_PADDING positions, whichever is more): padding costs as much compute
 # as real pieces, while each extra encoder call costs only a little overhead.
@@ -70,12 +72,7 @@ def _stand_in_piece(tokenizer: Any) -> int:
     ids = tokenizer.backend_tokenizer.encode(["?"], is_pretokenized=True, add_special_tokens=False).ids
     if ids and ids[0] != tokenizer.pad_token_id:
         return int(ids[0])
-    raise ValueError(
-        f"[token_classifier] The tokenizer ({type(tokenizer).__name__}) has no unknown "
-        f"piece, no mask piece and no piece for '?': there is nothing to give a token "
-        f"that yields no word piece (whitespace, a control character). Set the "
-        f"tokenizer's `unk_token` and save it again."
-    )
+    raise ValueError(error(EncoderErrors.NO_STAND_IN_PIECE, kind=type(tokenizer).__name__))
 
 
 def prepare_tokenizer(tokenizer: Any) -> Tuple[Any, SpecialPieces]:
@@ -100,11 +97,11 @@ def check_no_truncation(tokenizer: Any) -> None:
     backend = tokenizer.backend_tokenizer
     if backend.truncation is not None or backend.padding is not None:
         raise ValueError(
-            "[token_classifier] The encoder's tokenizer pads or truncates (its "
-            f"truncation is {backend.truncation}, padding {backend.padding}): a long "
-            "document would be cut silently. The component lays out windows and "
-            "padding itself; do not change `tokenizer.backend_tokenizer` of a loaded "
-            "pipeline (call no_truncation() and no_padding() to undo it)."
+            error(
+                EncoderErrors.TOKENIZER_TRUNCATES,
+                truncation=backend.truncation,
+                padding=backend.padding,
+            )
         )
 
 
