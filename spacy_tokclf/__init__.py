@@ -1,6 +1,6 @@
 """spacy_tokclf: transformer token classification for spaCy."""
 from .architectures import build_hf_encoder, build_token_classifier
-from .calibration import calibrate
+from .calibrate_pipeline import calibrate
 from .extras import make_require_listener_extra
 from .hf_checkpoint import from_huggingface, to_huggingface
 from .pipeline import DEFAULT_CONFIG_STR, TokenClassifier, make_token_classifier

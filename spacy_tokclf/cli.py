@@ -90,7 +90,7 @@ def calibrate_cli(
     monotone map of entity scores. Which entities and tags are predicted does
     not change; the calibrated pipeline saves, loads and packages as usual.
     """
-    from .calibration import calibrate_saved, summary_lines
+    from .calibrate_pipeline import calibrate_saved, summary_lines
 
     try:
         result = calibrate_saved(

@@ -159,7 +159,7 @@ class TokenClassifier(TrainablePipe):
             # loaded pipeline keeps its saved threshold unless the config it
             # is loaded with sets another one (see saved.keep_config_threshold).
             "config_threshold": threshold,
-            # Fitted by spacy_tokclf.calibration.calibrate: None, or
+            # Fitted by spacy_tokclf.calibrate (calibrate_pipeline.py): None, or
             # {"temperature": {task: T}, "entity_map": ...}.
             "calibration": None,
         }
