@@ -102,7 +102,7 @@ def test_context_reads_the_neighbours(wordpiece):
     # With room for all three sentences, context 8 reads the doc as one window,
     # as v1 (no sentences) does.
     v1 = build_hf_encoder(name=str(wordpiece))
-    v1.shims[0].set_encoder(with_context.shims[0]._model, with_context.shims[0].tokenizer)
+    v1.shims[0].set_encoder(with_context.shims[0].piece_encoder, with_context.shims[0].tokenizer)
     v1.set_dim("nO", with_context.get_dim("nO"))
     (whole,) = v1.predict([doc])
     numpy.testing.assert_allclose(vectors, whole, atol=1e-5)
@@ -117,7 +117,7 @@ def test_without_sentence_boundaries_the_doc_is_read_whole(wordpiece):
     (with_sents,) = model.predict([words_doc(vocab, SENTENCES)])
     assert not numpy.allclose(no_sents, with_sents, atol=1e-4)
     v1 = build_hf_encoder(name=str(wordpiece))
-    v1.shims[0].set_encoder(model.shims[0]._model, model.shims[0].tokenizer)
+    v1.shims[0].set_encoder(model.shims[0].piece_encoder, model.shims[0].tokenizer)
     v1.set_dim("nO", model.get_dim("nO"))
     (whole,) = v1.predict([words_doc(vocab, SENTENCES)])
     numpy.testing.assert_allclose(no_sents, whole, atol=1e-5)

@@ -28,7 +28,7 @@ def trained(encoders):
 
 
 def transformer_of(nlp, name=NAME) -> torch.nn.Module:
-    return nlp.get_pipe(name).model.get_ref("tok2vec").shims[0]._model.transformer
+    return nlp.get_pipe(name).model.get_ref("tok2vec").shims[0].transformer
 
 
 def count(module: torch.nn.Module, cls) -> int:

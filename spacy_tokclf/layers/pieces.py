@@ -22,9 +22,8 @@ from ..errors import EncoderErrors, error
 # A batch is closed when padding would exceed this share of its positions
 # (or MIN_PADDING positions, whichever is more): padding costs as much compute
 # as real pieces, while each extra encoder call costs only a little overhead.
-# Measured on CoNLL-2003 dev sentences (MiniLM, 2 cores), in batches of 1,000
-# docs: 15 % / 64 gave 11 % padding in 42 calls; 5 % / 32 gives 3 % in 95
-# calls and a 6 % faster encoder; smaller limits add calls for no gain.
+# Chosen by measurement (`python scripts/benchmark.py layout --max-padding
+# --min-padding`, CoNLL-2003 dev, MiniLM): smaller limits add calls for no gain.
 MAX_PADDING = 0.05
 MIN_PADDING = 32
 
