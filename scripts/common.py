@@ -334,13 +334,19 @@ def hf_token_model(encoder: str, label_list: Sequence[str]):
 def hf_training_args(output_dir: Path, **kwargs):
     """The Trainer settings of the run_ner recipe with the shared batch size
     and schedule (compare's hf_trainer, benchmark's training)."""
+    import dataclasses
+
     from transformers import TrainingArguments
 
+    # 10 % warm-up: transformers 5 dropped warmup_ratio; its warmup_steps takes
+    # a float in [0, 1) as the ratio (in 4.x a float there is a step count).
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    warmup = "warmup_ratio" if "warmup_ratio" in fields else "warmup_steps"
     settings: Dict[str, Any] = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=BATCH_SIZE,
         learning_rate=LEARN_RATE,
-        warmup_ratio=0.1,
+        **{warmup: 0.1},
         lr_scheduler_type="linear",
         save_strategy="no",
         eval_strategy="no",
