@@ -39,18 +39,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from common import project_path
-from loadtest_requests import (  # noqa: F401  (BAD_REQUESTS, compare_answers, percentile: tests/test_serve.py)
-    BAD_REQUESTS,
+from loadtest_requests import (
     SCORE_TOLERANCE,
     check,
-    compare_answers,
     failures_of,
     make_plan,
-    percentile,
     reference_answers,
     send_all,
 )
-from loadtest_texts import EDGE_TEXTS, pick_texts  # noqa: F401  (EDGE_TEXTS: tests/test_serve.py)
+from loadtest_texts import pick_texts
 from reports import command_line, fmt, machine_info, mb, rss_kb, run_footer, write_result
 
 DEFAULT_MODEL = "training/ner/model-best"

@@ -1,8 +1,9 @@
 """Calibration of a token_classifier (spacy_tokclf/calibration.py applies it,
 calibrate_pipeline.py, calibration_data.py and calibration_fit.py fit it), the
-`threshold` setting, `python -m spacy tokclf-calibrate`, and the evaluation
-scripts that report them (scripts/calibration_report.py, error_page.py), on
-a tiny random encoder trained briefly, so its scores are far from calibrated.
+`threshold` setting and `python -m spacy tokclf-calibrate`, on a tiny random
+encoder trained briefly, so its scores are far from calibrated. The evaluation
+scripts that report them (scripts/calibration_report.py, error_page.py) are
+tested in tests/scripts/test_calibration_reports.py.
 """
 import json
 import os
@@ -19,16 +20,12 @@ import srsly
 from spacy.tokens import DocBin, Span
 from spacy.util import load_model_from_config, make_tempdir
 
-from spacy_tokclf.calibrate_pipeline import calibrate, calibrate_saved, examples_from_docs
+from spacy_tokclf.calibrate_pipeline import calibrate, examples_from_docs
 from spacy_tokclf.calibration import map_entity_scores
 from spacy_tokclf.errors import CalibrationErrors
 from spacy_tokclf.metrics import expected_calibration_error
 
 from .util import TEXTS, TRAIN_DATA, make_examples, make_nlp, train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import calibration_report  # noqa: E402
-import error_page  # noqa: E402
 
 NAME = "token_classifier"
 ALL_TEXTS = [text for text, _ in TRAIN_DATA] + TEXTS + ["", "   "]
@@ -334,7 +331,7 @@ def test_overwrite_false_policy_holds_with_calibration(pipeline):
     assert any(e.label_ == "DATE" for e in doc.ents)
 
 
-# command line and evaluation scripts ------------------------------------------
+# command line ----------------------------------------------------------------
 
 
 def write_dev(nlp, path: Path) -> Path:
@@ -367,114 +364,3 @@ def test_cli_calibrate(tmp_path, pipeline):
     assert result.returncode == 1 and "spline" in result.stdout
     assert not (tmp_path / "x").exists()
     assert dev.exists()
-
-
-def test_calibration_report_and_error_page(tmp_path, pipeline):
-    nlp, _ = pipeline
-    nlp.to_disk(tmp_path / "before")
-    dev = write_dev(nlp, tmp_path / "dev.spacy")
-    calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
-    report = calibration_report.write_calibration_report(
-        tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "ner", tmp_path / "fit.json"
-    )
-    assert report["same_entities"] and report["same_tags"]
-    for name in ("calibration.json", "calibration.md", "reliability.png", "threshold.png", "errors.html"):
-        assert (tmp_path / "metrics" / f"ner_{name}").stat().st_size > 0
-    cal = report["calibration"]
-    assert set(cal) == {"entities", "tag_tokens"}
-    fit = json.loads((tmp_path / "fit.json").read_text())
-    # The after-ECE measured on what the saved pipeline writes equals the
-    # in-sample ECE of the calibration step.
-    in_sample = fit["methods"][fit["method"]]["in_sample"]
-    assert cal["entities"]["after"]["ece"] == pytest.approx(in_sample["entities"]["ece"], abs=1e-5)
-    assert cal["tag_tokens"]["after"]["ece"] == pytest.approx(in_sample["tag_tokens"]["ece"], abs=1e-5)
-    assert [r["threshold"] for r in report["thresholds"]["after"]][:2] == [None, 0.5]
-    html = (tmp_path / "metrics" / "ner_errors.html").read_text()
-    counts = json.loads(html.split('id="counts">')[1].split("</script>")[0])
-    assert counts["counts"] == report["error_counts"]
-
-
-def test_error_page_marks_each_kind(tmp_path):
-    words = "Angela Merkel visited New York City and Paris with Apple Inc. on Monday .".split()
-    spaces = [True] * (len(words) - 1) + [False]
-    gold = [(0, 2, "PER"), (3, 6, "LOC"), (7, 8, "LOC"), (9, 11, "ORG")]
-    pred = [(0, 2, "PER", 0.97), (3, 5, "LOC", 0.61), (7, 8, "ORG", 0.55), (12, 13, "MISC", 0.31)]
-    records = [
-        error_page.doc_record(words, spaces, gold, pred, "with errors"),
-        error_page.doc_record(words, spaces, gold, [(*g, 0.9) for g in gold], "all right"),
-    ]
-    counts = error_page.write_error_page(records, tmp_path / "e.html", "Test <page>")
-    assert counts == {"missed": 1, "spurious": 1, "wrong type": 1, "wrong boundary": 1}
-    html = (tmp_path / "e.html").read_text()
-    assert "Test &lt;page&gt;" in html
-    assert html.count('class="doc"') == 1  # the doc without errors is not shown
-    assert "with errors" in html and "all right" not in html
-    for cls in ("missed", "spurious", "wtype", "wbound"):
-        assert f'class="ent {cls}"' in html
-    assert ">0.61<" in html and ">0.55<" in html and ">0.97<" in html
-
-
-def test_tag_only_pipeline(tmp_path, encoders):
-    """Without entities: a temperature for tags, no entity map; the report
-    has token ECE for tags and no threshold table or error page."""
-    nlp = make_nlp(encoders["wordpiece"], tasks=["tag"])
-    train(nlp, make_examples(nlp), n_iter=12)
-    nlp.to_disk(tmp_path / "before")
-    dev = write_dev(nlp, tmp_path / "dev.spacy")
-    fit = calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
-    assert fit["method"] == "temperature" and fit["calibration"]["entity_map"] is None
-    assert set(fit["uncalibrated"]) == {"tag_tokens"}
-    report = calibration_report.write_calibration_report(
-        tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "tagger", tmp_path / "fit.json"
-    )
-    assert report["same_tags"] and set(report["calibration"]) == {"tag_tokens"}
-    cal = report["calibration"]["tag_tokens"]
-    assert cal["after"]["ece"] == pytest.approx(fit["methods"]["temperature"]["in_sample"]["tag_tokens"]["ece"], abs=1e-5)
-    assert (tmp_path / "metrics" / "tagger_reliability.png").exists()
-    assert not (tmp_path / "metrics" / "tagger_errors.html").exists()
-
-
-def test_no_predicted_entities(tmp_path):
-    """A model that predicts no entity (as after a few training steps) is
-    calibrated and reported without a division by zero or a format error."""
-    from spacy_tokclf import calibrate_pipeline as cal
-    from spacy_tokclf.calibration import check_calibration
-    from spacy_tokclf.calibration_data import EntityData, TaskData
-
-    log_probs = numpy.log(numpy.tile([[0.9, 0.05, 0.05]], (6, 1)))
-    data = {"ents": TaskData(log_probs=log_probs, ids=numpy.zeros(6, dtype="int64"),
-                             gold=numpy.array([0, 0, 1, 2, 0, 0]), doc=numpy.repeat([0, 1], 3))}
-    entities = EntityData(start=numpy.zeros(0, dtype="int64"), end=numpy.zeros(0, dtype="int64"),
-                          label=[], correct=numpy.zeros(0, dtype=bool), doc=numpy.zeros(0, dtype="int64"),
-                          n_gold=1)
-    for method in ("temperature", "isotonic", "platt"):
-        fitted = cal.fit(data, entities, method)
-        assert check_calibration(fitted, ["ents"]) is None
-        crossed = cal.cross_fit(data, entities, method, n_docs=2)
-        assert crossed["entities"]["n"] == 0 and crossed["entities"]["ece"] == 0.0
-    measured = cal.measure(None, data, entities)
-    assert measured["entities"]["mean_confidence"] is None
-    report = {"uncalibrated": measured, "method": "isotonic",
-              "methods": {"isotonic": {"in_sample": measured, "cross_fitted": measured}}}
-    assert "mean score - -> -" in "\n".join(cal.summary_lines(report))
-    summary = {"before": measured["entities"], "after": measured["entities"]}
-    text = calibration_report.markdown(
-        {"calibration": {"entities": summary}, "same_entities": True, "same_tags": True}
-    )
-    assert "| entities | 0 |" in text
-    calibration_report._plot_reliability({"entities": summary}, tmp_path / "r.png")
-    assert (tmp_path / "r.png").exists()
-
-
-def test_fitting_names_still_import_from_calibration():
-    """The fitting side moved out of calibration.py; the names that code
-    imports from there (__init__.py, cli.py, scripts/) still resolve."""
-    from spacy_tokclf import calibrate_pipeline, calibration, calibration_data, calibration_fit
-
-    assert calibration.calibrate is calibrate_pipeline.calibrate
-    assert calibration.calibrate_saved is calibrate_pipeline.calibrate_saved
-    assert calibration.summary_lines is calibrate_pipeline.summary_lines
-    assert calibration.find_component is calibration_data.find_component
-    assert calibration.fit_isotonic is calibration_fit.fit_isotonic
-    with pytest.raises(AttributeError):
-        calibration.no_such_name  # noqa: B018
