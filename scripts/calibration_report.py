@@ -27,7 +27,7 @@ from spacy.tokens import Doc
 
 from common import bare_doc, read_docs
 from error_page import doc_record, write_error_page
-from spacy_tokclf.calibration import find_component
+from spacy_tokclf.calibration_data import find_component
 from spacy_tokclf.metrics import THRESHOLDS, calibration_summary, threshold_table
 
 # Docs with errors shown on the error page, at most (all are counted).

@@ -253,7 +253,7 @@ def _render(words: Sequence[str], spaces: Sequence[bool], spans: Sequence[tuple]
 def predicted_records(nlp, gold_docs: Sequence, component: Optional[str] = None) -> List[Dict]:
     """Run a pipeline on the gold docs' tokens; one record per doc, with each
     predicted entity's score from doc.spans[spans_key]."""
-    from spacy_tokclf.calibration import find_component
+    from spacy_tokclf.calibration_data import find_component
 
     key = find_component(nlp, component).cfg["spans_key"]
     docs = (bare_doc(nlp.vocab, g) for g in gold_docs)

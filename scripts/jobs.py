@@ -16,7 +16,7 @@ evaluates on one doc per sentence, written beside them as *.sentences.spacy
 (on CoNLL-2003 with MiniLM this scored higher than whole documents: see
 README, "Side by side with the peers"); --unit doc uses the documents.
 `calibrate` fits the calibration of training/CONFIG/model-best on the dev set
-(spacy_tokclf.calibration) and saves training/CONFIG/model-calibrated, which
+(spacy_tokclf.calibrate_pipeline) and saves training/CONFIG/model-calibrated, which
 `evaluate` compares with model-best and `package` packages.
 """
 import argparse
@@ -49,7 +49,7 @@ def train(args) -> None:
 
 def calibrate(args) -> None:
     """Fit the calibration of model-best on the dev set; save model-calibrated."""
-    from spacy_tokclf.calibration import calibrate_saved, summary_lines
+    from spacy_tokclf.calibrate_pipeline import calibrate_saved, summary_lines
 
     _, dev_path = corpora(args.config, args.unit)
     model = PROJECT / "training" / args.config / "model-best"

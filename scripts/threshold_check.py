@@ -18,7 +18,7 @@ from typing import Any
 import spacy
 
 from common import bare_doc, read_docs
-from spacy_tokclf.calibration import find_component
+from spacy_tokclf.calibration_data import find_component
 
 
 def count(pipeline: str, dev: str, threshold):

@@ -17,7 +17,6 @@ calibrated. Both maps are monotone, so the order of entity scores is kept
 (the isotonic map is flat below its first and above its last point, where
 scores become equal).
 """
-import importlib
 import math
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -108,41 +107,6 @@ def sigmoid(x: numpy.ndarray) -> numpy.ndarray:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# Fitting moved to calibration_fit.py, calibration_data.py and
-# calibrate_pipeline.py. These names are still importable from here for code
-# written against the old module (spacy_tokclf/__init__.py, cli.py, scripts/):
-# each is imported on first use, so importing this module, as the component
-# does, never imports the fitting side (which imports this module).
-_MOVED = {
-    "METHODS": "calibrate_pipeline",
-    "calibrate": "calibrate_pipeline",
-    "calibrate_saved": "calibrate_pipeline",
-    "cross_fit": "calibrate_pipeline",
-    "examples_from_docs": "calibrate_pipeline",
-    "fit": "calibrate_pipeline",
-    "measure": "calibrate_pipeline",
-    "summary_lines": "calibrate_pipeline",
-    "EntityData": "calibration_data",
-    "TaskData": "calibration_data",
-    "collect": "calibration_data",
-    "entity_scores": "calibration_data",
-    "find_component": "calibration_data",
-    "token_probs": "calibration_data",
-    "MIN_STEP_SHARE": "calibration_fit",
-    "fit_entity_map": "calibration_fit",
-    "fit_isotonic": "calibration_fit",
-    "fit_platt": "calibration_fit",
-    "fit_temperature": "calibration_fit",
-    "expected_calibration_error": "metrics",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -112,7 +112,7 @@ def _entities(pipe, examples: List, ents: TaskData, lengths: List[int]) -> Entit
     for d, eg in enumerate(examples):
         lo, hi = offsets[d], offsets[d + 1]
         # label_spans reads arrays (numpy.asarray); its hints say Sequence.
-        spans = label_spans(ents.ids[lo:hi], numpy.zeros(hi - lo), labels)  # type: ignore[arg-type]
+        spans = label_spans(ents.ids[lo:hi], numpy.zeros(hi - lo), labels)
         gold = {(s.start, s.end, s.label_) for s in eg.get_aligned_spans_y2x(eg.reference.ents)}
         n_gold += len(eg.reference.ents)
         for start, end, label, _ in spans:
