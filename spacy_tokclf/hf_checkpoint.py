@@ -35,6 +35,7 @@ from .layers import (
     HFEncoderShim,
     PieceEncoder,
     fit_window,
+    load_fast_tokenizer,
     max_window,
     prepare_tokenizer,
     quantization_of,
@@ -177,7 +178,7 @@ def to_huggingface(
 
 def _load_checkpoint(name: str, model_dir: Path) -> Tuple[Any, Any]:
     """The token-classification model (eval mode) and its fast tokenizer."""
-    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForTokenClassification
 
     try:
         hf_config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
@@ -232,17 +233,7 @@ def _load_checkpoint(name: str, model_dir: Path) -> Tuple[Any, Any]:
             )
         )
     hf_model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(
-        str(model_dir), use_fast=True, add_prefix_space=True, local_files_only=True
-    )
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"[token_classifier] The tokenizer in '{model_dir}' is a slow (Python) "
-            f"tokenizer ({type(tokenizer).__name__}); token_classifier needs a fast one "
-            f"to map word pieces to spaCy tokens. Save a fast tokenizer (tokenizer.json) "
-            f"into the directory: AutoTokenizer.from_pretrained(DIR, use_fast=True)"
-            f".save_pretrained(DIR), with `sentencepiece` installed for SentencePiece models."
-        )
+    tokenizer = load_fast_tokenizer(str(model_dir), local_files_only=True, component=name)
     return hf_model, tokenizer
 
 

@@ -17,7 +17,7 @@ N_THREADS = 8
 
 
 def encoder_module(nlp) -> torch.nn.Module:
-    return nlp.get_pipe(NAME).model.get_ref("tok2vec").shims[0]._model
+    return nlp.get_pipe(NAME).model.get_ref("tok2vec").shims[0].piece_encoder
 
 
 def texts(n: int = 320) -> List[str]:
