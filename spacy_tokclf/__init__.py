@@ -2,7 +2,8 @@
 from .architectures import build_hf_encoder, build_token_classifier
 from .calibrate_pipeline import calibrate
 from .extras import make_require_listener_extra
-from .hf_checkpoint import from_huggingface, to_huggingface
+from .hf_export import to_huggingface
+from .hf_import import from_huggingface
 from .pipeline import DEFAULT_CONFIG_STR, TokenClassifier, make_token_classifier
 from .quantization import quantize_encoder
 from .scoring import make_tokclf_scorer, score_token_classifier

@@ -2,13 +2,16 @@
 label probabilities to a Doc, by the component's overwrite policy.
 
 The writing half of the prediction path; decoding.py turns scores into the
-entity spans and label ids written here.
+label ids (and ids into the entity spans) written here.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy
 from spacy.attrs import TAG
 from spacy.tokens import Doc, Span, SpanGroup
+
+from .decoding import DocPrediction, entity_spans
+from .labels import LabelLayout
 
 PROBS_ATTR = "tokclf_probs"
 
@@ -17,6 +20,39 @@ if not Doc.has_extension(PROBS_ATTR):
 
 # (start token, end token exclusive, entity type, score)
 EntitySpan = Tuple[int, int, str, float]
+
+
+def annotate(
+    doc: Doc,
+    prediction: DocPrediction,
+    *,
+    layout: LabelLayout,
+    cfg: Mapping[str, Any],
+    name: str,
+    tag_hashes: numpy.ndarray,
+) -> None:
+    """Write one doc's prediction (task -> label ids, probabilities): entities
+    (scored, calibrated and thresholded by the component's cfg) to doc.ents
+    and doc.spans[spans_key], tags to token.tag_ (tag_hashes: the string
+    hash of each tag id), probabilities to doc._.tokclf_probs[name]."""
+    # Per task, the tokens whose existing annotation was kept (overwrite =
+    # false): their probability is None.
+    kept: Dict[str, Optional[numpy.ndarray]] = {}
+    if "ents" in prediction:
+        ids, probs = prediction["ents"]
+        spans = entity_spans(
+            ids,
+            probs,
+            layout.output_labels("ents"),
+            calibration=cfg.get("calibration"),
+            threshold=cfg.get("threshold"),
+        )
+        kept["ents"] = set_entities(
+            doc, spans, spans_key=cfg["spans_key"], overwrite=cfg["overwrite"]
+        )
+    if "tag" in prediction and len(doc):
+        kept["tag"] = set_tags(doc, prediction["tag"][0], tag_hashes, overwrite=cfg["overwrite"])
+    set_probabilities(doc, name, {task: p for task, (_, p) in prediction.items()}, kept)
 
 
 def set_entities(

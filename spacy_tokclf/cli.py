@@ -25,7 +25,7 @@ def import_cli(
     with a token_classifier that predicts as the model does. Train it further
     by sourcing it in a training config: [components.NAME] source = OUTPUT_DIR.
     """
-    from .hf_checkpoint import from_huggingface
+    from .hf_import import from_huggingface
 
     try:
         nlp = from_huggingface(model_dir, lang=lang, name=name, task=task)
@@ -60,7 +60,7 @@ def export_cli(
     """
     import spacy
 
-    from .hf_checkpoint import to_huggingface
+    from .hf_export import to_huggingface
 
     nlp = spacy.load(pipeline_dir)
     try:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy
 
 from .calibration import map_entity_scores, scale_log_probs, temperature_of
+from .errors import Errors, error
 from .labels import OUTSIDE, LabelLayout, split_label
 
 # (start token, end token exclusive, entity type, score)
@@ -84,6 +85,16 @@ def per_doc_predictions(
         for task, (ids, probs) in per_task.items()
     }
     return [{task: split[task][i] for task in decoded} for i in range(len(lengths))]
+
+
+def check_threshold(name: str, threshold: Any) -> None:
+    """Raise unless the `threshold` setting is None or a score in [0, 1]."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+        0.0 <= threshold <= 1.0
+    ):
+        raise ValueError(error(Errors.INVALID_THRESHOLD, name, threshold=threshold))
 
 
 def entity_spans(

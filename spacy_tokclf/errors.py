@@ -150,7 +150,7 @@ class Errors:
         "Keep one of them in config.json (`id2label`, `label2id`)."
     )
     HF_NO_ENTITY_LABELS = 'The model has no entity labels, only "O": there is nothing to import.'
-    # Hugging Face import/export (hf_checkpoint.py)
+    # Hugging Face import/export (hf_import.py, hf_export.py)
     HF_NOT_A_MODEL_DIR = (
         "'{model_dir}' is not a directory with a Hugging Face model (no config.json). "
         "Import from a local directory written by `model.save_pretrained(DIR)` and "

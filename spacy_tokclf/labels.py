@@ -8,7 +8,17 @@ read labels through this module.
 """
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    MutableMapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from .errors import Errors, error
 
@@ -228,6 +238,33 @@ def read_hf_labels(names: Sequence[str], task: Optional[str] = None) -> Imported
         raise ValueError(error(Errors.HF_NO_ENTITY_LABELS))
     rows = [index.get(label) for label in scheme_labels(types, scheme)]
     return ImportedLabels("ents", scheme, types, rows)
+
+
+def add_label(
+    name: str,
+    labels: MutableMapping[str, List[str]],
+    label: str,
+    task: Optional[str],
+    *,
+    initialized: bool,
+) -> int:
+    """Add `label` to `labels[task]` (task may be omitted with one task),
+    before the head is sized. RETURNS 0 if it was there already, else 1."""
+    tasks = list(labels)
+    if task is None:
+        if len(tasks) != 1:
+            raise ValueError(
+                error(Errors.NAME_THE_TASK, name, tasks=tasks, label=label, first=tasks[0])
+            )
+        task = tasks[0]
+    if task not in labels:
+        raise ValueError(error(Errors.UNKNOWN_TASK, name, task=task, tasks=tasks))
+    if label in labels[task]:
+        return 0
+    if initialized:
+        raise ValueError(error(Errors.LABEL_AFTER_INITIALIZE, name, label=label))
+    labels[task].append(label)
+    return 1
 
 
 # Labels at initialize -----------------------------------------------------------------

@@ -15,11 +15,12 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
-from .annotation import set_entities, set_probabilities, set_tags
-from .decoding import BatchDecoding, DocPrediction, decode, empty_decoding, entity_spans
+from .annotation import annotate
+from .decoding import BatchDecoding, DocPrediction, check_threshold, decode, empty_decoding
 from .decoding import per_doc_predictions
 from .errors import Errors, Warnings, error
-from .labels import LabelLayout, check_scheme, check_tasks, initial_labels, labels_in_examples
+from .labels import LabelLayout, add_label, check_scheme, check_tasks, initial_labels
+from .labels import labels_in_examples
 from .loss import gold_ids, token_cross_entropy
 from .saved import check_loaded_cfg, keep_config_threshold, merge_loaded_cfg
 from .saved import read_cfg_file, read_saved
@@ -58,11 +59,7 @@ DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
         "scorer": DEFAULT_CONFIG["scorer"],
     },
     default_score_weights={
-        "ents_f": 1.0,
-        "ents_p": 0.0,
-        "ents_r": 0.0,
-        "ents_per_type": None,
-        "tag_acc": 1.0,
+        "ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None, "tag_acc": 1.0
     },
 )
 def make_token_classifier(
@@ -140,7 +137,7 @@ class TokenClassifier(TrainablePipe):
         tasks = list(tasks)
         check_tasks(name, tasks)
         check_scheme(name, scheme)
-        _check_threshold(name, threshold)
+        check_threshold(name, threshold)
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -195,23 +192,11 @@ class TokenClassifier(TrainablePipe):
         """
         if not isinstance(label, str):
             raise ValueError(SpacyErrors.E187)
-        if task is None:
-            if len(self.tasks) != 1:
-                first = self.tasks[0]
-                raise ValueError(
-                    error(Errors.NAME_THE_TASK, self.name, tasks=self.tasks, label=label,
-                          first=first)
-                )
-            task = self.tasks[0]
-        if task not in self.cfg["labels"]:
-            raise ValueError(error(Errors.UNKNOWN_TASK, self.name, task=task, tasks=self.tasks))
-        if label in self.cfg["labels"][task]:
-            return 0
-        if self.model.get_ref("output_layer").has_dim("nO"):
-            raise ValueError(error(Errors.LABEL_AFTER_INITIALIZE, self.name, label=label))
-        self.cfg["labels"][task].append(label)
-        self.vocab.strings.add(label)
-        return 1
+        initialized = bool(self.model.get_ref("output_layer").has_dim("nO"))
+        added = add_label(self.name, self.cfg["labels"], label, task, initialized=initialized)
+        if added:
+            self.vocab.strings.add(label)
+        return added
 
     # Prediction -------------------------------------------------------------
 
@@ -252,30 +237,13 @@ class TokenClassifier(TrainablePipe):
         docs (Iterable[Doc]): the docs.
         predictions (List[DocPrediction]): the output of `predict`.
         """
-        cfg, layout = self.cfg, self.layout
-        strings = self.vocab.strings
+        layout = self.layout
         tags = layout.output_labels("tag") if "tag" in layout.tasks else []
-        tag_hashes = numpy.asarray([strings.add(tag) for tag in tags], dtype="uint64")
+        tag_hashes = numpy.asarray([self.vocab.strings.add(t) for t in tags], dtype="uint64")
         for doc, prediction in zip(docs, predictions):
-            # Per task, the tokens whose existing annotation was kept
-            # (overwrite = false): their probability is None.
-            kept: Dict[str, Optional[numpy.ndarray]] = {}
-            if "ents" in prediction:
-                ids, probs = prediction["ents"]
-                labels = layout.output_labels("ents")
-                calibration, threshold = cfg.get("calibration"), cfg.get("threshold")
-                spans = entity_spans(
-                    ids, probs, labels, calibration=calibration, threshold=threshold
-                )
-                kept["ents"] = set_entities(
-                    doc, spans, spans_key=cfg["spans_key"], overwrite=cfg["overwrite"]
-                )
-            if "tag" in prediction and len(doc):
-                kept["tag"] = set_tags(
-                    doc, prediction["tag"][0], tag_hashes, overwrite=cfg["overwrite"]
-                )
-            probs_of = {task: p for task, (_, p) in prediction.items()}
-            set_probabilities(doc, self.name, probs_of, kept)
+            annotate(
+                doc, prediction, layout=layout, cfg=self.cfg, name=self.name, tag_hashes=tag_hashes
+            )
 
     # Training ---------------------------------------------------------------
 
@@ -442,15 +410,6 @@ class TokenClassifier(TrainablePipe):
         """The head's outputs; None before it is sized."""
         output_layer = self.model.get_ref("output_layer")
         return output_layer.get_dim("nO") if output_layer.has_dim("nO") else None
-
-
-def _check_threshold(name: str, threshold: Any) -> None:
-    if threshold is None:
-        return
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
-        0.0 <= threshold <= 1.0
-    ):
-        raise ValueError(error(Errors.INVALID_THRESHOLD, name, threshold=threshold))
 
 
 def _is_empty_list(examples: Any) -> bool:

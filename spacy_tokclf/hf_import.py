@@ -1,24 +1,20 @@
-"""Hugging Face token-classification checkpoints <-> token_classifier.
+"""Hugging Face token-classification checkpoint -> token_classifier.
 
 Import (`from_huggingface`): a fine-tuned `AutoModelForTokenClassification`
 directory becomes a token_classifier whose encoder is the model's encoder and
 whose head is the model's `classifier`, its rows reordered to the
 component's labels. It predicts as the model does, without training, and
-trains further like any token_classifier.
+trains further like any token_classifier. The way back is hf_export.py.
 
-Export (`to_huggingface`): a trained token_classifier becomes such a
-directory (config with id2label/label2id, safetensors weights, tokenizer),
-which `transformers.pipeline("token-classification", ...)` loads.
-
-Both directions check their work: the component's label scores and the
-model's logits are compared on a sample sentence, so a head that is not one
-Linear layer on the encoder's last hidden states, or a row in the wrong
-place, is an error, not a quietly different model.
+Both directions check their work (`check_same_scores`): the component's label
+scores and the model's logits are compared on a sample sentence, so a head
+that is not one Linear layer on the encoder's last hidden states, or a row in
+the wrong place, is an error, not a quietly different model.
 """
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Dict, Optional, Sequence, Tuple, Union, cast
 
 import numpy
 import spacy
@@ -29,16 +25,14 @@ from spacy.util import SimpleFrozenDict
 from thinc.types import Floats1d, Floats2d
 
 from .errors import Errors, error
-from .labels import ImportedLabels, biluo_to_bioes, read_hf_labels
+from .labels import ImportedLabels, read_hf_labels
 from .layers import (
-    EncoderSettings,
     HFEncoderShim,
     PieceEncoder,
     fit_window,
     load_fast_tokenizer,
     max_window,
     prepare_tokenizer,
-    quantization_of,
 )
 from .pipeline import DEFAULT_CONFIG, TokenClassifier
 
@@ -99,7 +93,7 @@ def from_huggingface(
     _set_head(pipe, imported, hf_model.classifier)
     pooling = pipe.model.get_ref("tok2vec").attrs["settings"].pooling
     if pooling == "first":
-        _check_same_scores(pipe, imported.task, hf_model, tokenizer, imported.rows, "import")
+        check_same_scores(pipe, imported.task, hf_model, tokenizer, imported.rows, "import")
     else:
         warnings.warn(error(Errors.HF_IMPORT_POOLING, name, pooling=pooling))
     if imported.missing:
@@ -109,68 +103,6 @@ def from_huggingface(
             error(Errors.HF_MISSING_ROWS, name, labels=missing, bias=MISSING_LABEL_BIAS)
         )
     return nlp
-
-
-def to_huggingface(
-    nlp_or_pipe: Union[Language, TokenClassifier],
-    out_dir: Union[str, Path],
-    *,
-    component: Optional[str] = None,
-    task: Optional[str] = None,
-) -> Path:
-    """Write a trained token_classifier as a Hugging Face token-classification
-    checkpoint: config.json (with id2label, label2id), model.safetensors and
-    the tokenizer files. `transformers.pipeline("token-classification",
-    model=out_dir, aggregation_strategy="first")` loads it and, on the same
-    words, predicts the labels the component predicts.
-
-    nlp_or_pipe (Union[Language, TokenClassifier]): a pipeline or the component.
-    out_dir (Union[str, Path]): the directory to write (created if needed).
-    component (Optional[str]): name of the component in the pipeline; None:
-        the only token_classifier.
-    task (Optional[str]): the task to export (one head per checkpoint); None:
-        "ents" if the component has it, else its only task.
-    RETURNS (Path): out_dir.
-    """
-    pipe = _find_component(nlp_or_pipe, component)
-    if task is None:
-        task = "ents" if "ents" in pipe.tasks else pipe.tasks[0]
-    if task not in pipe.tasks:
-        raise ValueError(error(Errors.HF_EXPORT_TASK, pipe.name, task=task, tasks=pipe.tasks))
-    tok2vec = pipe.model.get_ref("tok2vec")
-    if not tok2vec.shims or not isinstance(tok2vec.shims[0], HFEncoderShim):
-        raise ValueError(error(Errors.HF_EXPORT_LISTENER, pipe.name, tok2vec=tok2vec.name))
-    shim: HFEncoderShim = tok2vec.shims[0]
-    output_layer = pipe.model.get_ref("output_layer")
-    if not shim.loaded or not output_layer.has_param("W"):
-        raise ValueError(error(Errors.HF_EXPORT_UNTRAINED, pipe.name))
-    transformer = shim.transformer
-    assert transformer is not None  # shim.loaded
-    if quantization_of(transformer) is not None:
-        raise ValueError(error(Errors.HF_EXPORT_QUANTIZED, pipe.name))
-    settings: EncoderSettings = tok2vec.attrs["settings"]
-    if settings.pooling != "first":
-        raise ValueError(error(Errors.HF_EXPORT_POOLING, pipe.name, pooling=settings.pooling))
-    labels = pipe.layout.output_labels(task)
-    if task == "ents" and pipe.cfg["scheme"] == "BILUO":
-        labels = [biluo_to_bioes(label) for label in labels]
-        warnings.warn(error(Errors.HF_EXPORT_BIOES, pipe.name))
-    hf_model = _token_classification_model(pipe.name, transformer, labels)
-    cols = pipe.layout.slices[task]
-    ops = pipe.model.ops
-    W = ops.to_numpy(output_layer.get_param("W"))[cols]
-    b = ops.to_numpy(output_layer.get_param("b"))[cols]
-    with torch.no_grad():
-        hf_model.classifier.weight.copy_(torch.from_numpy(numpy.ascontiguousarray(W)))
-        hf_model.classifier.bias.copy_(torch.from_numpy(numpy.ascontiguousarray(b)))
-    hf_model.eval()
-    rows = list(range(len(labels)))
-    _check_same_scores(pipe, task, hf_model, shim.tokenizer, rows, "export")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hf_model.save_pretrained(str(out_dir), safe_serialization=True)
-    shim.tokenizer.save_pretrained(str(out_dir))
-    return out_dir
 
 
 # Import internals ---------------------------------------------------------------
@@ -326,76 +258,10 @@ def _set_head(pipe: TokenClassifier, imported: ImportedLabels, classifier: torch
     output_layer.set_param("b", ops.asarray1f(cast(Floats1d, b)))
 
 
-# Export internals ---------------------------------------------------------------
+# Both directions (hf_export.py uses it too) ----------------------------------------
 
 
-def _find_component(
-    nlp_or_pipe: Union[Language, TokenClassifier], component: Optional[str]
-) -> TokenClassifier:
-    if isinstance(nlp_or_pipe, TokenClassifier):
-        return nlp_or_pipe
-    if not isinstance(nlp_or_pipe, Language):
-        raise TypeError(error(Errors.HF_NOT_A_PIPELINE, found=type(nlp_or_pipe).__name__))
-    nlp = nlp_or_pipe
-    if component is not None:
-        if component not in nlp.component_names:
-            raise ValueError(
-                error(
-                    Errors.HF_NO_SUCH_COMPONENT,
-                    component=component,
-                    components=nlp.component_names,
-                )
-            )
-        pipe = nlp.get_pipe(component)
-        if not isinstance(pipe, TokenClassifier):
-            raise ValueError(
-                error(
-                    Errors.HF_NOT_A_TOKEN_CLASSIFIER,
-                    component=component,
-                    found=type(pipe).__name__,
-                )
-            )
-        return pipe
-    found = [
-        name for name in nlp.component_names if isinstance(nlp.get_pipe(name), TokenClassifier)
-    ]
-    if len(found) != 1:
-        raise ValueError(error(Errors.HF_WHICH_COMPONENT, n=len(found), found=found))
-    return cast(TokenClassifier, nlp.get_pipe(found[0]))
-
-
-def _token_classification_model(name: str, transformer: Any, labels: List[str]) -> Any:
-    """A *ForTokenClassification model on a copy of `transformer`'s config and
-    weights, with a classifier for `labels` (weights set by the caller)."""
-    from transformers import AutoModelForTokenClassification
-
-    hf_config = copy.deepcopy(transformer.config)
-    hf_config.id2label = dict(enumerate(labels))
-    hf_config.label2id = {label: i for i, label in enumerate(labels)}
-    try:
-        hf_model = AutoModelForTokenClassification.from_config(hf_config)
-    except ValueError as err:
-        raise ValueError(
-            error(Errors.HF_EXPORT_NO_MODEL_TYPE, name, model_type=hf_config.model_type, err=err)
-        ) from err
-    result = hf_model.base_model.load_state_dict(transformer.state_dict(), strict=False)
-    classifier = getattr(hf_model, "classifier", None)
-    if result.missing_keys or not isinstance(classifier, torch.nn.Linear):
-        raise ValueError(
-            error(
-                Errors.HF_EXPORT_NOT_ENCODER_PLUS_LINEAR,
-                name,
-                model_class=type(hf_model).__name__,
-                missing=result.missing_keys[:5],
-            )
-        )
-    return hf_model
-
-
-# Both directions -------------------------------------------------------------------
-
-
-def _check_same_scores(
+def check_same_scores(
     pipe: TokenClassifier,
     task: str,
     hf_model: Any,
