@@ -270,6 +270,18 @@ class Errors:
     )
 
 
+    # Optional dependencies (extras.py)
+    LISTENER_EXTRA_MISSING = (
+        "{what} needs spacy-transformers, which is not installed. Install the listener "
+        "extra:\n    {install}\nIt keeps transformers below 4.53.3, as "
+        "spacy-transformers 1.4 requires. Without it, give token_classifier its own "
+        'encoder (`@architectures = "spacy-tokclf.HFEncoder.v1"`, as in '
+        "configs/ner.cfg), which runs on the current transformers."
+    )
+    # metrics.py
+    METRICS_LENGTHS_DIFFER = "{n_conf} confidences but {n_right} correct flags"
+
+
 class Warnings:
     UNSEEN_GOLD_LABEL = (
         "Gold label '{label}' (task '{task}') was not seen at initialize; its tokens "

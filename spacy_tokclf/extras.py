@@ -10,6 +10,8 @@ from typing import Callable, Type
 from spacy.language import Language
 from spacy.util import registry
 
+from .errors import Errors, error
+
 LISTENER_INSTALL = 'pip install "spacy-tokclf[listener]"'
 
 
@@ -26,14 +28,7 @@ def require_spacy_transformers(what: str) -> None:
     """
     if has_spacy_transformers():
         return
-    raise ImportError(
-        f"[spacy-tokclf] {what} needs spacy-transformers, which is not installed. "
-        f"Install the listener extra:\n    {LISTENER_INSTALL}\n"
-        f"It keeps transformers below 4.53.3, as spacy-transformers 1.4 requires. "
-        f"Without it, give token_classifier its own encoder "
-        f'(`@architectures = "spacy-tokclf.HFEncoder.v1"`, as in configs/ner.cfg), '
-        f"which runs on the current transformers."
-    )
+    raise ImportError(error(Errors.LISTENER_EXTRA_MISSING, what=what, install=LISTENER_INSTALL))
 
 
 @registry.callbacks("spacy-tokclf.require_listener_extra.v1")

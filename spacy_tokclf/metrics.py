@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
+from .errors import Errors, error
+
 N_BINS = 10
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
 
@@ -41,7 +43,7 @@ def reliability_bins(
     conf = numpy.asarray(confidences, dtype="float64")
     right = numpy.asarray(correct, dtype="float64")
     if conf.shape != right.shape:
-        raise ValueError(f"{len(conf)} confidences but {len(right)} correct flags")
+        raise ValueError(error(Errors.METRICS_LENGTHS_DIFFER, n_conf=len(conf), n_right=len(right)))
     index = numpy.clip(numpy.floor(conf * n_bins).astype("int64"), 0, n_bins - 1)
     n = numpy.bincount(index, minlength=n_bins)
     conf_sum = numpy.bincount(index, weights=conf, minlength=n_bins)
@@ -180,6 +182,6 @@ def classify_errors(gold: Sequence[Any], predicted: Sequence[Any]) -> Dict[str, 
 
 def count_error_kinds(errors: Sequence[Dict]) -> Dict[str, int]:
     counts = {kind: 0 for kind in ERROR_KINDS}
-    for error in errors:
-        counts[error["kind"]] += 1
+    for found in errors:
+        counts[found["kind"]] += 1
     return counts
