@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import settings
 
-from .util import BUILDERS
+from .util import BUILDERS, make_examples, make_nlp, train
 
 # CI runs the same generated examples every time, so a failure there can be
 # reproduced; local runs explore new ones.
@@ -53,3 +53,34 @@ def encoder(request, encoders) -> Path:
 @pytest.fixture
 def wordpiece(encoders) -> Path:
     return encoders["wordpiece"]
+
+
+# Trained tiny pipelines shared by several test files (each module trains its own copy).
+
+
+@pytest.fixture(scope="module")
+def tagging_nlp(encoders):
+    """Trained ents + tag pipeline; the tiny encoder has dropout 0.1, so a
+    prediction that ran in train mode would change the answers."""
+    nlp = make_nlp(encoders["wordpiece"], tasks=["ents", "tag"])
+    train(nlp, make_examples(nlp), 30)
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def trained(encoders):
+    """Briefly trained (ents + tag): scores well away from 0 and 1."""
+    nlp = make_nlp(encoders["wordpiece"], tasks=["ents", "tag"])
+    examples = make_examples(nlp)
+    train(nlp, examples, n_iter=12)
+    return nlp, examples
+
+
+@pytest.fixture
+def pipeline(trained):
+    """The trained pipeline with any calibration or threshold reset after the test."""
+    nlp, examples = trained
+    pipe = nlp.get_pipe("token_classifier")
+    saved = {k: pipe.cfg[k] for k in ("calibration", "threshold", "config_threshold")}
+    yield nlp, examples
+    pipe.cfg.update(saved)

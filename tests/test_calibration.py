@@ -25,7 +25,7 @@ from spacy_tokclf.calibration import map_entity_scores
 from spacy_tokclf.errors import CalibrationErrors
 from spacy_tokclf.metrics import expected_calibration_error
 
-from .util import TEXTS, TRAIN_DATA, make_examples, make_nlp, train
+from .util import TEXTS, TRAIN_DATA, make_examples, make_nlp
 
 NAME = "token_classifier"
 ALL_TEXTS = [text for text, _ in TRAIN_DATA] + TEXTS + ["", "   "]
@@ -72,25 +72,6 @@ def assert_close(a: Any, b: Any) -> None:
 def same_decoding(a: List[Dict], b: List[Dict]) -> bool:
     return all(x["ents"] == y["ents"] and x["spans"] == y["spans"] and x["tags"] == y["tags"]
                for x, y in zip(a, b)) and len(a) == len(b)
-
-
-@pytest.fixture(scope="module")
-def trained(encoders):
-    """Briefly trained (ents + tag): scores well away from 0 and 1."""
-    nlp = make_nlp(encoders["wordpiece"], tasks=["ents", "tag"])
-    examples = make_examples(nlp)
-    train(nlp, examples, n_iter=12)
-    return nlp, examples
-
-
-@pytest.fixture
-def pipeline(trained):
-    """The trained pipeline with any calibration or threshold reset after the test."""
-    nlp, examples = trained
-    pipe = nlp.get_pipe(NAME)
-    saved = {k: pipe.cfg[k] for k in ("calibration", "threshold", "config_threshold")}
-    yield nlp, examples
-    pipe.cfg.update(saved)
 
 
 def test_calibration_changes_scores_not_decoding(pipeline):

@@ -9,18 +9,9 @@ from starlette.testclient import TestClient
 from spacy_tokclf.errors import ServeErrors
 from spacy_tokclf.serve import DEFAULT_MAX_CHARS, annotation, make_app
 
-from .util import make_examples, make_nlp, train
+from .util import make_examples, make_nlp
 
 NAME = "token_classifier"
-
-
-@pytest.fixture(scope="module")
-def tagging_nlp(encoders):
-    """Trained ents + tag pipeline; the tiny encoder has dropout 0.1, so a
-    prediction that ran in train mode would change the answers."""
-    nlp = make_nlp(encoders["wordpiece"], tasks=["ents", "tag"])
-    train(nlp, make_examples(nlp), 30)
-    return nlp
 
 
 # The app in process: answer format and bad requests -----------------------------------

@@ -17,25 +17,6 @@ from ..util import make_examples, make_nlp, train
 NAME = "token_classifier"
 
 
-@pytest.fixture(scope="module")
-def trained(encoders):
-    """Briefly trained (ents + tag): scores well away from 0 and 1."""
-    nlp = make_nlp(encoders["wordpiece"], tasks=["ents", "tag"])
-    examples = make_examples(nlp)
-    train(nlp, examples, n_iter=12)
-    return nlp, examples
-
-
-@pytest.fixture
-def pipeline(trained):
-    """The trained pipeline with any calibration or threshold reset after the test."""
-    nlp, examples = trained
-    pipe = nlp.get_pipe(NAME)
-    saved = {k: pipe.cfg[k] for k in ("calibration", "threshold", "config_threshold")}
-    yield nlp, examples
-    pipe.cfg.update(saved)
-
-
 def write_dev(nlp, path: Path) -> Path:
     DocBin(docs=[eg.reference for eg in make_examples(nlp)] * 2).to_disk(path)
     return path

@@ -21,7 +21,7 @@ from loadtest_texts import EDGE_TEXTS
 
 from spacy_tokclf.serve import Annotator
 
-from ..util import TEXTS, TRAIN_DATA, make_examples, make_nlp, train
+from ..util import TEXTS, TRAIN_DATA
 
 
 def request_texts(n: int = 60):
@@ -33,15 +33,6 @@ def request_texts(n: int = 60):
     rng = random.Random(0)
     texts = [" ".join(rng.choice(base) for _ in range(1 if i % 3 else rng.randint(2, 12))) for i in range(n)]
     return list(dict.fromkeys(texts + EDGE_TEXTS))
-
-
-@pytest.fixture(scope="module")
-def tagging_nlp(encoders):
-    """Trained ents + tag pipeline; the tiny encoder has dropout 0.1, so a
-    prediction that ran in train mode would change the answers."""
-    nlp = make_nlp(encoders["wordpiece"], tasks=["ents", "tag"])
-    train(nlp, make_examples(nlp), 30)
-    return nlp
 
 
 @pytest.fixture(scope="module")
