@@ -5,7 +5,9 @@ the third-party ones listed with their reason. tests/scripts/test_imports.py
 checks the same for scripts/."""
 import ast
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, Set
+
+from .util import find_cycle
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spacy_tokclf"
 MAX_LINES = 420
@@ -53,43 +55,12 @@ def imports_of(name: str, path: Path, known: Set[str]) -> Set[str]:
     return out
 
 
-def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
-    state: Dict[str, int] = {}
-    stack: List[str] = []
-
-    def visit(node: str) -> List[str]:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if not state.get(nxt):
-                cycle = visit(nxt)
-                if cycle:
-                    return cycle
-        stack.pop()
-        state[node] = 2
-        return []
-
-    for node in sorted(graph):
-        if not state.get(node):
-            cycle = visit(node)
-            if cycle:
-                return cycle
-    return []
-
-
 def test_no_import_cycle():
     mods = modules()
     # The package's __init__ imports its public names from the modules; a
     # module importing `spacy_tokclf` itself would close a cycle through it.
     graph = {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
     assert not find_cycle(graph), " -> ".join(find_cycle(graph))
-
-
-def test_find_cycle_finds_one():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_module_much_over_400_lines():

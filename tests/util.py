@@ -6,7 +6,7 @@ hub. One builder per tokenizer family: WordPiece (BERT), byte-level BPE
 (RoBERTa) and SentencePiece/Unigram (XLM-R).
 """
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Set, Tuple
 
 import pytest
 import spacy
@@ -188,3 +188,30 @@ def train(nlp: Language, examples: List[Example], n_iter: int = 60) -> Dict[str,
         losses = {}
         nlp.update(examples, sgd=optimizer, losses=losses)
     return losses
+
+
+def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
+    """A cycle of the graph as a path of names, or [] if it has none."""
+    state: Dict[str, int] = {}  # 1: on the current path, 2: done
+    path: List[str] = []
+
+    def visit(name: str) -> List[str]:
+        state[name] = 1
+        path.append(name)
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                return path[path.index(dep) :] + [dep]
+            if dep not in state:
+                cycle = visit(dep)
+                if cycle:
+                    return cycle
+        path.pop()
+        state[name] = 2
+        return []
+
+    for name in sorted(graph):
+        if name not in state:
+            cycle = visit(name)
+            if cycle:
+                return cycle
+    return []

@@ -1,8 +1,9 @@
 """scripts/ has no import cycle, common.py imports none of its siblings, no
 script edits sys.path, and no script is over 400 lines."""
 import ast
-from typing import Dict, List, Set
+from typing import Dict, Set
 
+from ..util import find_cycle
 from .conftest import SCRIPTS
 
 MAX_LINES = 400
@@ -21,33 +22,6 @@ def sibling_imports() -> Dict[str, Set[str]]:
                 imported.add(node.module.split(".")[0])
         graph[path.stem] = imported & names
     return graph
-
-
-def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
-    """A cycle of the graph as a path of names, or [] if it has none."""
-    state: Dict[str, int] = {}  # 1: on the current path, 2: done
-    path: List[str] = []
-
-    def visit(name: str) -> List[str]:
-        state[name] = 1
-        path.append(name)
-        for dep in sorted(graph[name]):
-            if state.get(dep) == 1:
-                return path[path.index(dep) :] + [dep]
-            if dep not in state:
-                cycle = visit(dep)
-                if cycle:
-                    return cycle
-        path.pop()
-        state[name] = 2
-        return []
-
-    for name in sorted(graph):
-        if name not in state:
-            cycle = visit(name)
-            if cycle:
-                return cycle
-    return []
 
 
 def test_find_cycle_finds_one():
