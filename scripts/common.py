@@ -64,23 +64,35 @@ def check_inputs(*paths: Path) -> None:
             raise SystemExit(f"{path} is missing: run `spacy project run convert` first.")
 
 
+UNITS = ("doc", "chunk", "sentence")
+
+
 def corpora(config: str, unit: str) -> List[Path]:
-    """The (train, dev) corpora of configs/CONFIG.cfg: as converted (whole
-    documents) or, with unit "sentence", one doc per sentence."""
+    """The (train, dev) corpora of configs/CONFIG.cfg for a unit: as converted
+    (whole documents: "doc"), one doc per sentence ("sentence"), or training
+    on chunks of 1 to CHUNK_SENTENCES sentences and evaluating on the
+    documents ("chunk")."""
     if config not in CONFIG_DATASETS:
         raise SystemExit(f"Unknown config '{config}': use one of {sorted(CONFIG_DATASETS)}.")
-    paths = [PROJECT / p for p in DATASETS[CONFIG_DATASETS[config]][:2]]
-    return paths if unit == "doc" else [sentence_corpus(p) for p in paths]
+    if unit not in UNITS:
+        raise SystemExit(f"Unknown unit '{unit}': use one of {', '.join(UNITS)}.")
+    train, dev = [PROJECT / p for p in DATASETS[CONFIG_DATASETS[config]][:2]]
+    if unit == "doc":
+        return [train, dev]
+    if unit == "chunk":
+        return [unit_corpus(train, "chunk"), dev]
+    return [unit_corpus(train, "sentence"), unit_corpus(dev, "sentence")]
 
 
-def sentence_corpus(path: Path) -> Path:
-    """The docs of a .spacy file split into one doc per sentence, written once
-    beside it (and again when the source is newer)."""
-    out = path.with_suffix(".sentences.spacy")
+def unit_corpus(path: Path, unit: str) -> Path:
+    """The docs of a .spacy file split into one doc per sentence (or chunk),
+    written once beside it as *.sentences.spacy (*.chunks.spacy), and again
+    when the source is newer."""
+    out = path.with_suffix(".sentences.spacy" if unit == "sentence" else ".chunks.spacy")
     if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
-        sents = read_docs(path, "sentence")
-        write_docs(sents, out)
-        print(f"{path.name} -> {out.name}: {len(sents)} sentence docs")
+        docs = read_docs(path, unit)
+        write_docs(docs, out)
+        print(f"{path.name} -> {out.name}: {len(docs)} {unit} docs")
     return out
 
 

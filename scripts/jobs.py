@@ -1,8 +1,8 @@
 """The project's train / evaluate / check-package steps for each config.
 
-    python scripts/jobs.py train CONFIG --encoder ENCODER --epochs N [--max-steps N] [--unit sentence|doc]
-    python scripts/jobs.py calibrate CONFIG [--unit sentence|doc] [--method auto|isotonic|platt|temperature]
-    python scripts/jobs.py evaluate CONFIG [--unit sentence|doc]
+    python scripts/jobs.py train CONFIG --encoder ENCODER --epochs N [--max-steps N] [--unit doc|chunk|sentence]
+    python scripts/jobs.py calibrate CONFIG [--unit doc|chunk|sentence] [--method auto|isotonic|platt|temperature]
+    python scripts/jobs.py evaluate CONFIG [--unit doc|chunk|sentence]
     python scripts/jobs.py check-package CONFIG --name NAME --version VERSION
 
 CONFIG names configs/CONFIG.cfg. `train` owns the schedule: it passes
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from common import PROJECT, corpora, project_overrides, spacy_train_command
+from common import PROJECT, UNITS, corpora, project_overrides, spacy_train_command
 
 
 def train(args) -> None:
@@ -117,17 +117,17 @@ if __name__ == "__main__":
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--gpu-id", type=int, default=-1)
-    p.add_argument("--unit", choices=["sentence", "doc"], default="sentence")
+    p.add_argument("--unit", choices=UNITS, default="sentence")
     p.set_defaults(func=train)
     p = sub.add_parser("calibrate")
     p.add_argument("config")
-    p.add_argument("--unit", choices=["sentence", "doc"], default="sentence")
+    p.add_argument("--unit", choices=UNITS, default="sentence")
     p.add_argument("--method", choices=["auto", "isotonic", "platt", "temperature"], default="auto")
     p.set_defaults(func=calibrate)
     p = sub.add_parser("evaluate")
     p.add_argument("config")
     p.add_argument("--gpu-id", type=int, default=-1)
-    p.add_argument("--unit", choices=["sentence", "doc"], default="sentence")
+    p.add_argument("--unit", choices=UNITS, default="sentence")
     p.set_defaults(func=evaluate)
     p = sub.add_parser("check-package")
     p.add_argument("config")

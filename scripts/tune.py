@@ -182,9 +182,9 @@ def report(args) -> None:
             continue
         _, setting, results = best[system]
         values = [100 * metric(r) for r in sorted(results, key=lambda r: r["seed"])]
-        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        sd = f"{statistics.stdev(values):.2f}" if len(values) > 1 else "n/a (one seed)"
         table.append(
-            f"| {system} | {setting} | {statistics.mean(values):.2f} +- {sd:.2f} | {len(values)} | "
+            f"| {system} | {setting} | {statistics.mean(values):.2f} +- {sd} | {len(values)} | "
             + ", ".join(f"{v:.2f}" for v in values) + " |"
         )
     text = "\n".join(

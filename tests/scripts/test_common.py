@@ -47,6 +47,30 @@ def test_chunk_docs_keeps_every_sentence_in_order_and_bounds_chunks():
         assert sum(len(c) for c in common.read_docs(path, "chunk")) == 60
 
 
+def test_unit_corpus_written_once_beside_the_source():
+    import os
+
+    with make_tempdir() as tmp:
+        path = common.write_docs(make_docs([2, 3, 1] * 4), tmp / "train.spacy")
+        out = common.unit_corpus(path, "chunk")
+        assert out.name == "train.chunks.spacy"
+        chunks = common.read_docs(out)
+        assert sum(len(d) for d in chunks) == 72 and len(chunks) >= 12  # 24 sentences of 3 words
+        mtime = out.stat().st_mtime_ns
+        assert common.unit_corpus(path, "chunk") == out and out.stat().st_mtime_ns == mtime
+        os.utime(path, ns=(mtime + 10**9, mtime + 10**9))  # a newer source is split again
+        common.unit_corpus(path, "chunk")
+        assert out.stat().st_mtime_ns != mtime
+        assert common.unit_corpus(path, "sentence").name == "train.sentences.spacy"
+
+
+def test_corpora_names_the_units():
+    import pytest
+
+    with pytest.raises(SystemExit, match="doc, chunk, sentence"):
+        common.corpora("ner", "paragraph")
+
+
 def test_read_docs_unknown_unit():
     import pytest
 
