@@ -64,9 +64,36 @@ def setting_overrides(setting: Optional[Dict]) -> Dict:
     return overrides
 
 
+def sentence_context(config, context: Optional[int]):
+    """A token_classifier config read with `context` pieces around each
+    sentence (a `sentencizer` before it, annotating, so training reads the
+    sentences prediction reads, and the encoder HFEncoder.v2 with `context`),
+    or with context None without sentence context: no sentencizer, each doc
+    read whole in windows (HFEncoder.v2 with context null, which is v1)."""
+    config = config.copy()
+    pipeline = [c for c in config["nlp"]["pipeline"] if c != "sentencizer"]
+    annotating = [c for c in config["training"]["annotating_components"] if c != "sentencizer"]
+    config["components"].pop("sentencizer", None)
+    if context is not None:
+        pipeline.insert(0, "sentencizer")
+        annotating.insert(0, "sentencizer")
+        config["components"]["sentencizer"] = {"factory": "sentencizer"}
+        # the sentencizer's scores are not the model's: kept out of model-best
+        config["training"]["score_weights"].update(sents_f=None, sents_p=None, sents_r=None)
+    config["nlp"]["pipeline"] = pipeline
+    config["training"]["annotating_components"] = annotating
+    tok2vec = config["components"]["token_classifier"]["model"]["tok2vec"]
+    tok2vec["@architectures"] = "spacy-tokclf.HFEncoder.v2"
+    tok2vec["context"] = context
+    return config
+
+
 def run_tokclf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir,
                setting=None):
+    """configs/ner.cfg or tagger.cfg with the setting's context (default:
+    none, as one sentence per doc has no neighbours to read)."""
     config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
+    config = sentence_context(config, (setting or {}).get("context"))
     overrides = {"paths.encoder": encoder, **schedule(train_docs, unit, epochs, max_steps)}
     overrides.update(setting_overrides(setting))
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)

@@ -39,7 +39,7 @@ from common import (
     schedule,
     score,
 )
-from compare_systems import train_spacy
+from compare_systems import sentence_context, train_spacy
 from reports import machine
 
 OUT = PROJECT / "results" / "context"
@@ -47,12 +47,7 @@ OUT = PROJECT / "results" / "context"
 
 def context_config(dataset: str, context: int, lr: float, seed: int, scheme: str):
     config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
-    config["nlp"]["pipeline"] = ["sentencizer", "token_classifier"]
-    config["components"]["sentencizer"] = {"factory": "sentencizer"}
-    config["training"]["annotating_components"] = ["sentencizer"]
-    tok2vec = config["components"]["token_classifier"]["model"]["tok2vec"]
-    tok2vec["@architectures"] = "spacy-tokclf.HFEncoder.v2"
-    tok2vec["context"] = context
+    config = sentence_context(config, context)
     if DATASETS[dataset][2] == "ents":
         config["components"]["token_classifier"]["scheme"] = scheme
     config["training"]["optimizer"]["learn_rate"]["initial_rate"] = lr
