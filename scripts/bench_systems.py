@@ -28,6 +28,7 @@ SYSTEMS = (
     "bare",
     "bare_naive",
     "tokclf_ents",
+    "tokclf_ents_context",
     "tokclf_ents_tag",
     "tokclf_ents_int8",
     "spacy_trf_ner",
@@ -73,14 +74,24 @@ def spacy_runner(nlp) -> Runner:
     return prepare, run
 
 
-def build_tokclf(encoder: str, docs: List, tasks: Sequence[str], int8: bool = False) -> Runner:
+def build_tokclf(
+    encoder: str, docs: List, tasks: Sequence[str], int8: bool = False, context: bool = False
+) -> Runner:
+    """The factory's defaults (HFEncoder.v1: each doc read whole), or with
+    `context` as configs/ner.cfg ships: a sentencizer, then HFEncoder.v2 with
+    that config's context (the sentencizer's time is counted)."""
     import spacy
 
     import spacy_tokclf
 
     nlp = spacy.blank("en")
-    config = {"model": {"tok2vec": {"name": encoder}}, "tasks": list(tasks)}
-    nlp.add_pipe("token_classifier", config=config)
+    tok2vec: Dict[str, Any] = {"name": encoder}
+    if context:
+        shipped = spacy.util.load_config(PROJECT / "configs" / "ner.cfg")
+        nlp.add_pipe("sentencizer")
+        tok2vec.update(shipped["components"]["token_classifier"]["model"]["tok2vec"])
+        tok2vec["name"] = encoder
+    nlp.add_pipe("token_classifier", config={"model": {"tok2vec": tok2vec}, "tasks": list(tasks)})
     examples = examples_of(nlp.vocab, docs)
     nlp.initialize(lambda: examples)
     if int8:
@@ -199,6 +210,8 @@ def build_system(system: str, encoder: str, hf_model: str, docs: List) -> Runner
         return build_bare(encoder, docs, naive=system == "bare_naive")
     if system == "tokclf_ents":
         return build_tokclf(encoder, docs, ["ents"])
+    if system == "tokclf_ents_context":
+        return build_tokclf(encoder, docs, ["ents"], context=True)
     if system == "tokclf_ents_tag":
         return build_tokclf(encoder, docs, ["ents", "tag"])
     if system == "tokclf_ents_int8":

@@ -49,6 +49,8 @@ def summarize(measurements: List[Dict], references: Sequence[str]) -> List[Dict]
 COMPARISONS = (
     ("token_classifier (ents) speed / bare forward", "tokclf_ents", "bare"),
     ("token_classifier (ents) speed / spacy-transformers + ner", "tokclf_ents", "spacy_trf_ner"),
+    ("token_classifier (ents, context 16) speed / spacy-transformers + ner", "tokclf_ents_context", "spacy_trf_ner"),
+    ("token_classifier (ents, context 16) speed / (ents, no context)", "tokclf_ents_context", "tokclf_ents"),
     ("token_classifier (ents) speed / HF pipeline", "tokclf_ents", "hf_pipeline"),
     ("token_classifier (ents) speed / hf_token_pipe", "tokclf_ents", "hf_token_pipe"),
     ("time of ents + tag / time of ents", "tokclf_ents", "tokclf_ents_tag"),

@@ -26,7 +26,10 @@ the same encoder (all-MiniLM-L6-v2) and the same torch threads:
 - bare_naive: a plain forward pass as a Hugging Face user writes it: the same
   word pieces and windows, 32 in corpus order a call, padded to the longest.
 - tokclf_ents, tokclf_ents_tag, tokclf_ents_int8: token_classifier with tasks
-  ents, ents + tag, and ents after spacy_tokclf.quantize_encoder(nlp).
+  ents, ents + tag, and ents after spacy_tokclf.quantize_encoder(nlp), with the
+  factory's encoder settings (HFEncoder.v1: each doc read whole, in windows).
+- tokclf_ents_context: as configs/ner.cfg ships it: a sentencizer, then
+  token_classifier (ents) reading each sentence with 16 pieces of context.
 - spacy_trf_ner: spacy-transformers `transformer` + spaCy's `ner` (spaCy's
   quickstart config for a transformer, as scripts/compare.py trains it).
 - hf_pipeline: transformers.pipeline("token-classification",
