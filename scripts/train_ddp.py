@@ -71,7 +71,7 @@ if __name__ == "__main__":
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=0)
-    parser.add_argument("--unit", choices=UNITS, default="sentence")
+    parser.add_argument("--unit", choices=UNITS, default="chunk")
     parser.add_argument("--gpu", action="store_true", help="one GPU per process, NCCL")
     parser.add_argument("--ray-workers", type=int, default=0, help="launch with Ray Train")
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
