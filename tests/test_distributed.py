@@ -220,7 +220,7 @@ def test_torchrun_cli_trains_and_saves_on_rank_0(still_encoder, tmp_path):
     assert result.stdout.count("Saved pipeline to output directory") == 1  # rank 0 only
     for name in ("model-best", "model-last"):
         loaded = spacy.load(out / name)
-        assert loaded.pipe_names == ["token_classifier"]
+        assert loaded.pipe_names == ["sentencizer", "token_classifier"]  # as configs/ner.cfg ships
         assert "ents_f" in loaded.meta["performance"]
         loaded("Angela Merkel visited Paris.")
     assert sorted(p.name for p in out.iterdir()) == ["model-best", "model-last"]
