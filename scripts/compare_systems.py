@@ -73,11 +73,12 @@ def sentence_context(config, context: Optional[int]):
     config = config.copy()
     pipeline = [c for c in config["nlp"]["pipeline"] if c != "sentencizer"]
     annotating = [c for c in config["training"]["annotating_components"] if c != "sentencizer"]
-    config["components"].pop("sentencizer", None)
-    if context is not None:
+    if context is None:
+        config["components"].pop("sentencizer", None)
+    else:
         pipeline.insert(0, "sentencizer")
         annotating.insert(0, "sentencizer")
-        config["components"]["sentencizer"] = {"factory": "sentencizer"}
+        config["components"].setdefault("sentencizer", {"factory": "sentencizer"})
         # the sentencizer's scores are not the model's: kept out of model-best
         config["training"]["score_weights"].update(sents_f=None, sents_p=None, sents_r=None)
     config["nlp"]["pipeline"] = pipeline
