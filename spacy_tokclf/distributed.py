@@ -232,7 +232,12 @@ def train_distributed(
             + "\n"
         )
     if optimizer.averages:
-        nlp.use_params(optimizer.averages)
+        # The returned pipeline keeps the averaged weights, as model-last on
+        # disk does. (spaCy's loop calls `nlp.use_params(...)` here without
+        # `with`, which changes nothing: it is a context manager.)
+        with nlp.use_params(optimizer.averages):
+            averaged = nlp.to_bytes()
+        nlp.from_bytes(averaged)
     if main and output_path is not None:
         stdout.write(msg.good("Saved pipeline to output directory", output_path / DIR_MODEL_LAST) + "\n")
         return nlp, output_path / DIR_MODEL_LAST

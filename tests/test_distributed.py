@@ -224,3 +224,46 @@ def test_torchrun_cli_trains_and_saves_on_rank_0(still_encoder, tmp_path):
         assert "ents_f" in loaded.meta["performance"]
         loaded("Angela Merkel visited Paris.")
     assert sorted(p.name for p in out.iterdir()) == ["model-best", "model-last"]
+
+
+def test_alone_with_use_averages_returns_and_saves_the_averages(still_encoder, tmp_path):
+    """Without a process group, with `use_averages = true`: the returned
+    pipeline holds the averaged weights, the same as model-last on disk."""
+    from spacy.training.initialize import init_nlp
+
+    from spacy_tokclf.distributed import train_distributed
+
+    blank = spacy.blank("en")
+    docs = [Example.from_dict(blank.make_doc(t), a).reference for t, a in TRAIN_DATA + EXTRA_DATA]
+    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    overrides = {
+        "paths.train": str(tmp_path / "train.spacy"),
+        "paths.dev": str(tmp_path / "train.spacy"),
+        "paths.encoder": str(still_encoder),
+        "training.max_epochs": 0,
+        "training.max_steps": 4,
+        "training.eval_frequency": 2,
+        "training.batcher.size": 20,
+        "training.optimizer.use_averages": True,
+        "training.optimizer.learn_rate.warmup_steps": 1,
+        "training.optimizer.learn_rate.total_steps": 4,
+        "training.logger.progress_bar": None,
+    }
+    config = spacy.util.load_config(PROJECT / "configs" / "ner.cfg", overrides=overrides, interpolate=False)
+    nlp = init_nlp(config)
+    start = _encoder_weights(nlp)
+    (tmp_path / "out").mkdir()
+    trained, last = train_distributed(nlp, tmp_path / "out")
+    returned = _encoder_weights(trained)
+    saved = _encoder_weights(spacy.load(last))
+    assert returned.keys() == saved.keys() == start.keys()
+    moved = max(float(numpy.abs(returned[k] - start[k]).max()) for k in start)
+    assert moved > 1e-4
+    for name in saved:
+        numpy.testing.assert_array_equal(returned[name], saved[name])
+
+
+def _encoder_weights(nlp) -> dict:
+    pipe = nlp.get_pipe("token_classifier")
+    shim = next(shim for node in pipe.model.walk() for shim in node.shims)
+    return {n: p.detach().numpy().copy() for n, p in shim.piece_encoder.named_parameters()}

@@ -17,7 +17,7 @@ import srsly
 from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import make_tempdir
-from thinc.api import Model
+from thinc.api import Adam, Model
 
 from .util import (
     BUILDERS, LISTENER_TOK2VEC, TEXTS, TRAIN_DATA, make_examples, make_nlp, needs_listener, train,
@@ -500,6 +500,34 @@ def test_update_returns_losses(fresh):
     # A batch of empty docs is a no-op
     empty = [Example(nlp.make_doc(""), nlp.make_doc(""))]
     assert nlp.get_pipe(NAME).update(empty, sgd=optimizer) == {NAME: 0.0}
+
+
+def test_use_averages_reaches_the_encoder(fresh):
+    """With `use_averages = true`, spaCy evaluates and saves inside
+    `nlp.use_params(optimizer.averages)`: the encoder's weights must be the
+    averages there, and its own weights again after the block. (thinc's
+    PyTorchShim kept the averages under keys its use_params never read.)"""
+    nlp, examples, _ = fresh
+    optimizer = Adam(1e-3, use_averages=True)
+    for _ in range(4):
+        nlp.update(examples, sgd=optimizer)
+    pipe = nlp.get_pipe(NAME)
+    shim = next(shim for node in pipe.model.walk() for shim in node.shims)
+    params = dict(shim.piece_encoder.named_parameters())
+    averaged = {key[1]: value for key, value in optimizer.averages.items() if key[0] == shim.id}
+    assert averaged and set(averaged) <= set(params)
+    name = next(n for n in averaged if "attention" in n and "weight" in n)
+    last = params[name].detach().clone().numpy()
+    assert not numpy.allclose(last, averaged[name])
+    docs = [nlp.make_doc(eg.reference.text) for eg in examples]
+    scores_last = [numpy.asarray(s) for s in pipe.model.predict(docs)]
+    with nlp.use_params(optimizer.averages):
+        numpy.testing.assert_allclose(params[name].detach().numpy(), averaged[name], rtol=1e-6)
+        scores_averaged = [numpy.asarray(s) for s in pipe.model.predict(docs)]
+    numpy.testing.assert_array_equal(params[name].detach().numpy(), last)
+    assert not all(numpy.allclose(a, b) for a, b in zip(scores_last, scores_averaged))
+    for a, b in zip(scores_last, pipe.model.predict(docs)):
+        numpy.testing.assert_allclose(a, numpy.asarray(b), atol=1e-6)
 
 
 # Errors name the setting ----------------------------------------------------------------

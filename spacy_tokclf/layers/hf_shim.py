@@ -9,12 +9,12 @@ position limits say how many pieces it reads in one window.
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import srsly
 import torch
 from spacy.util import make_tempdir
-from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device
+from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device, xp2torch
 
 from ..errors import PACKAGE, EncoderErrors, error
 from .int8 import INT8_DYNAMIC, quantization_of, quantize_linear_layers
@@ -72,6 +72,39 @@ class HFEncoderShim(PyTorchShim):
         with torch.no_grad():
             with torch.autocast(device_type="cuda", enabled=self._mixed_precision):
                 return self._model(*inputs.args, **inputs.kwargs)
+
+    @contextmanager
+    def use_params(self, params: Dict[Any, Any]) -> Iterator[None]:
+        """Use these weights (the optimizer's averages) inside the block.
+
+        thinc's `PyTorchShim.finish_update` gives the optimizer each weight
+        under the key `(shim id, parameter name)`, so `use_averages = true`
+        keeps the averages under those keys; but `PyTorchShim.use_params` only
+        looks for `"pytorch_<id>_<name>"` strings, so the encoder kept its last
+        weights where spaCy evaluates and saves with the averages (and only the
+        head was averaged). Both key forms are read here.
+        """
+        prefix = f"pytorch_{self.id}_"
+        weights = {}
+        for key, value in (params or {}).items():
+            if isinstance(key, tuple) and len(key) == 2 and key[0] == self.id:
+                weights[key[1]] = value
+            elif isinstance(key, str) and key.startswith(prefix):
+                weights[key[len(prefix):]] = value
+        if self._model is None or not weights:
+            yield
+            return
+        own = dict(self._model.named_parameters())
+        backup = {name: own[name].detach().clone() for name in weights if name in own}
+        with torch.no_grad():
+            for name in backup:
+                own[name].copy_(xp2torch(weights[name], device=own[name].device))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in backup.items():
+                    own[name].copy_(value)
 
     def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
         """Use this encoder and (a prepared copy of) this tokenizer."""
