@@ -52,7 +52,8 @@ def train_spacy(config, workdir: Path, train_docs, dev_docs, overrides) -> Tuple
 
 def setting_overrides(setting: Optional[Dict]) -> Dict:
     """spaCy config overrides for a tuning setting (scripts/tune.py):
-    learning rate ("lr"), seed ("seed") and, for token_classifier, "scheme"."""
+    learning rate ("lr"), seed ("seed") and, for token_classifier, "scheme" and
+    "averages" (the optimizer's parameter averaging, `use_averages`)."""
     setting = setting or {}
     overrides = {}
     if "lr" in setting:
@@ -61,6 +62,8 @@ def setting_overrides(setting: Optional[Dict]) -> Dict:
         overrides["system.seed"] = setting["seed"]
     if "scheme" in setting:
         overrides["components.token_classifier.scheme"] = setting["scheme"]
+    if "averages" in setting:
+        overrides["training.optimizer.use_averages"] = bool(setting["averages"])
     return overrides
 
 

