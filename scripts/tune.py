@@ -205,7 +205,12 @@ def report(args) -> None:
         "| --- | --- | ---: | ---: | ---: |",
     ]
     best: Dict[str, tuple] = {}
-    for (system, setting), results in sorted(rows.items()):
+    def order(item) -> tuple:  # by system as in SYSTEMS, then by learning rate
+        (system, setting), results = item
+        rank = SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
+        return rank, results[0]["setting"]["lr"], setting
+
+    for (system, setting), results in sorted(rows.items(), key=order):
         seed0 = [r for r in results if r["seed"] == 0]
         if not seed0:
             continue

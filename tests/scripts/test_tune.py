@@ -77,3 +77,29 @@ def test_each_trick_has_its_own_result_file_name():
     assert len(names) == len(tune.TRICKS)
     assert tune.setting_name(base) not in names
     assert tune.setting_name(dict(base, **tune.TRICKS["head_lr"], **tune.TRICKS["averages"])) == "lr0.0002_biluo_avg_head10"
+
+
+def test_report_chooses_by_seed_0_and_gives_mean_and_sd_over_seeds(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    monkeypatch.setattr(tune, "OUT", tmp_path)
+    runs = [
+        ("tokclf", {"lr": 5e-5, "scheme": "BIO"}, 0, 0.90),
+        ("tokclf", {"lr": 2e-4, "scheme": "BILUO"}, 0, 0.92),
+        ("tokclf", {"lr": 2e-4, "scheme": "BILUO"}, 1, 0.91),
+        ("tokclf", {"lr": 2e-4, "scheme": "BILUO"}, 2, 0.93),
+        ("tokclf", {"lr": 1e-4, "scheme": "BILUO"}, 0, 0.915),
+        ("hf_trainer", {"lr": 1e-4}, 0, 0.91),
+    ]
+    for system, setting, seed, f in runs:
+        result = {"system": system, "setting": setting, "seed": seed, "ents_f": f, "epochs": 3,
+                  "train_seconds": 900.0, "machine": "test machine"}
+        path = tmp_path / f"conll_sentence_{system}_{tune.setting_name(setting)}_seed{seed}.json"
+        path.write_text(json.dumps(result))
+    tune.report(argparse.Namespace(dataset="conll", unit="sentence"))
+    text = (tmp_path / "conll_sentence.md").read_text()
+    assert "| tokclf | lr0.0002_biluo | 92.00 +- 1.00 | 3 | 92.00, 91.00, 93.00 |" in text
+    assert "| hf_trainer | lr0.0001 | 91.00 +- n/a (one seed) | 1 | 91.00 |" in text
+    grid = [line.split(" | ")[1] for line in text.split("## Grid")[1].splitlines() if line.startswith("| tokclf")]
+    assert grid == ["lr5e-05_bio", "lr0.0001_biluo", "lr0.0002_biluo"]  # by rate, not by name
