@@ -22,7 +22,7 @@ from typing import Dict, Iterable, Optional, Set, Tuple
 from spacy.util import registry
 from thinc.api import Model, Optimizer
 from thinc.types import FloatsXd
-from thinc.optimizers import FloatOrSeq
+from thinc.optimizers import ADAM_DEFAULTS, FloatOrSeq
 
 from .errors import OptimizerErrors, error
 from .layers.hf_shim import HFEncoderShim
@@ -113,14 +113,14 @@ def register_groups(optimizer: Optimizer, model: Model) -> None:
 
 @registry.optimizers("spacy-tokclf.Adam.v1")
 def make_scaled_adam(
-    learn_rate: FloatOrSeq = 0.001,
+    learn_rate: FloatOrSeq = ADAM_DEFAULTS["learn_rate"],
     *,
-    L2: FloatOrSeq = 0.0,
-    beta1: FloatOrSeq = 0.9,
-    beta2: FloatOrSeq = 0.999,
-    eps: FloatOrSeq = 1e-08,
-    grad_clip: FloatOrSeq = 1.0,
-    L2_is_weight_decay: bool = True,
+    L2: FloatOrSeq = ADAM_DEFAULTS["L2"],
+    beta1: FloatOrSeq = ADAM_DEFAULTS["beta1"],
+    beta2: FloatOrSeq = ADAM_DEFAULTS["beta2"],
+    eps: FloatOrSeq = ADAM_DEFAULTS["eps"],
+    grad_clip: FloatOrSeq = ADAM_DEFAULTS["grad_clip"],
+    L2_is_weight_decay: bool = bool(ADAM_DEFAULTS["L2_is_weight_decay"]),
     use_averages: bool = True,
     head_lr_scale: float = 1.0,
     layer_decay: float = 1.0,
