@@ -3,7 +3,8 @@ grid on dev, then three seeds of its best setting.
 
     python scripts/tune.py run --dataset conll [--unit sentence] [--systems tokclf,hf_trainer,spacy_trf]
         [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3] [--tricks averages,head_lr,layer_decay]
-    python scripts/tune.py report
+    python scripts/tune.py report [--dataset conll]
+    python scripts/tune.py table
 
 1. Grid, seed 0: each system at each learning rate (token_classifier also at
    each entity scheme), with the same data, encoder, epochs, batches and
@@ -17,7 +18,9 @@ grid on dev, then three seeds of its best setting.
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
    again with the other seeds.
 3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
-   setting of each system as mean +- standard deviation over its seeds.
+   setting of each system as mean +- standard deviation over its seeds;
+   `table` writes results/tune/table.md, the chosen settings of both datasets
+   side by side (the README's table).
 
 Selection and scores are on the dev set (no test set is used), so the chosen
 settings' dev scores are optimistic by the selection; all systems share that.
@@ -191,11 +194,42 @@ def run(args) -> None:
     report(args)
 
 
-def report(args) -> None:
+def load(dataset: str, unit: str) -> Dict[tuple, List[Dict]]:
+    """Every kept run of a dataset and unit, by (system, setting name)."""
     rows: Dict[tuple, List[Dict]] = {}
-    for path in sorted(OUT.glob(f"{args.dataset}_{args.unit}_*.json")):
+    for path in sorted(OUT.glob(f"{dataset}_{unit}_*.json")):
         r = json.loads(path.read_text(encoding="utf8"))
         rows.setdefault((r["system"], setting_name(r["setting"])), []).append(r)
+    for results in rows.values():
+        results.sort(key=lambda r: r["seed"])
+    return rows
+
+
+def choose(rows: Dict[tuple, List[Dict]]) -> Dict[str, tuple]:
+    """Each system's best setting by its seed-0 score: system -> (setting name, runs)."""
+    best: Dict[str, tuple] = {}
+    for (system, setting), results in rows.items():
+        seed0 = [r for r in results if r["seed"] == 0]
+        if seed0 and (system not in best or metric(seed0[0]) > best[system][0]):
+            best[system] = (metric(seed0[0]), setting, results)
+    return {system: (setting, results) for system, (_, setting, results) in best.items()}
+
+
+def mean_sd(results: List[Dict]) -> str:
+    values = [100 * metric(r) for r in results]
+    sd = f"{statistics.stdev(values):.2f}" if len(values) > 1 else "n/a (one seed)"
+    return f"{statistics.mean(values):.2f} +- {sd}"
+
+
+def unselected_mean(results: List[Dict]) -> str:
+    # Seed 0 chose the setting, so its score is the best of several tries;
+    # the other seeds' mean is free of that selection.
+    values = [100 * metric(r) for r in results if r["seed"] != 0]
+    return f"{statistics.mean(values):.2f}" if values else "-"
+
+
+def report(args) -> None:
+    rows = load(args.dataset, args.unit)
     if not rows:
         print("no runs yet")
         return
@@ -204,7 +238,6 @@ def report(args) -> None:
         f"| system | setting | seeds | dev {name} (seed 0) | s/epoch |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    best: Dict[str, tuple] = {}
     def order(item) -> tuple:  # by system as in SYSTEMS, then by learning rate
         (system, setting), results = item
         rank = SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
@@ -212,33 +245,22 @@ def report(args) -> None:
 
     for (system, setting), results in sorted(rows.items(), key=order):
         seed0 = [r for r in results if r["seed"] == 0]
-        if not seed0:
-            continue
-        value = metric(seed0[0])
-        grid_lines.append(
-            f"| {system} | {setting} | {len(results)} | {100 * value:.2f} | "
-            f"{seed0[0]['train_seconds'] / max(seed0[0]['epochs'], 1e-9):.0f} |"
-        )
-        if system not in best or value > best[system][0]:
-            best[system] = (value, setting, results)
-    # Seed 0 chose the setting, so its score is the best of several tries;
-    # the other seeds' mean is free of that selection.
+        if seed0:
+            grid_lines.append(
+                f"| {system} | {setting} | {len(results)} | {100 * metric(seed0[0]):.2f} | "
+                f"{seed0[0]['train_seconds'] / max(seed0[0]['epochs'], 1e-9):.0f} |"
+            )
+    chosen = choose(rows)
     table = [
         f"| system | chosen setting | dev {name}: mean +- sd | seeds | per seed | mean of seeds 1+ (not used to choose) |",
         "| --- | --- | ---: | ---: | --- | ---: |",
     ]
-    for system in SYSTEMS:
-        if system not in best:
-            continue
-        _, setting, results = best[system]
-        results = sorted(results, key=lambda r: r["seed"])
-        values = [100 * metric(r) for r in results]
-        sd = f"{statistics.stdev(values):.2f}" if len(values) > 1 else "n/a (one seed)"
-        unselected = [100 * metric(r) for r in results if r["seed"] != 0]
+    for system in [s for s in SYSTEMS if s in chosen]:
+        setting, results = chosen[system]
         table.append(
-            f"| {system} | {setting} | {statistics.mean(values):.2f} +- {sd} | {len(values)} | "
-            + ", ".join(f"{v:.2f}" for v in values)
-            + f" | {f'{statistics.mean(unselected):.2f}' if unselected else '-'} |"
+            f"| {system} | {setting} | {mean_sd(results)} | {len(results)} | "
+            + ", ".join(f"{100 * metric(r):.2f}" for r in results)
+            + f" | {unselected_mean(results)} |"
         )
     text = "\n".join(
         [f"## {args.dataset} ({args.unit}s): chosen settings", "", *table, "",
@@ -249,10 +271,37 @@ def report(args) -> None:
     print(text)
 
 
+TABLE_COLUMNS = {"conll": "CoNLL-2003 dev entity F1", "ewt": "EWT dev XPOS accuracy"}
+
+
+def table(args) -> None:
+    """results/tune/table.md: every system at its chosen setting on each
+    dataset, side by side (mean +- sd over the seeds run)."""
+    chosen = {dataset: choose(load(dataset, args.unit)) for dataset in TABLE_COLUMNS}
+    header, rule = ["system"], ["---"]
+    for dataset, column in TABLE_COLUMNS.items():
+        header += [f"{column}: mean +- sd", "seeds", "mean of seeds 1+", "chosen setting"]
+        rule += ["---:", "---:", "---:", "---"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    for system in SYSTEMS:
+        cells = [system]
+        for dataset in TABLE_COLUMNS:
+            if system in chosen[dataset]:
+                setting, results = chosen[dataset][system]
+                cells += [mean_sd(results), str(len(results)), unselected_mean(results), setting]
+            else:
+                cells += ["not run", "0", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    machines = [r["machine"] for d in chosen.values() for _, rs in d.values() for r in rs]
+    text = "\n".join([*lines, "", machines_footer(machines), ""])
+    (OUT / "table.md").write_text(text, encoding="utf8")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in ("run", "report"):
+    for command in ("run", "report", "table"):
         p = sub.add_parser(command)
         p.add_argument("--dataset", choices=sorted(DATASETS), default="conll")
         p.add_argument("--unit", choices=("sentence", "doc"), default="sentence")
@@ -269,7 +318,7 @@ def main() -> None:
             p.add_argument("--max-steps", type=int, default=0)
             p.add_argument("--force", action="store_true")
     args = parser.parse_args()
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

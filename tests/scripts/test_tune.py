@@ -103,3 +103,32 @@ def test_report_chooses_by_seed_0_and_gives_mean_and_sd_over_seeds(tmp_path, mon
     assert "| hf_trainer | lr0.0001 | 91.00 +- n/a (one seed) | 1 | 91.00 | - |" in text
     grid = [line.split(" | ")[1] for line in text.split("## Grid")[1].splitlines() if line.startswith("| tokclf")]
     assert grid == ["lr5e-05_bio", "lr0.0001_biluo", "lr0.0002_biluo"]  # by rate, not by name
+
+
+def test_table_puts_both_datasets_chosen_settings_side_by_side(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    monkeypatch.setattr(tune, "OUT", tmp_path)
+    runs = [
+        ("conll", "tokclf", {"lr": 1e-4, "scheme": "BIO"}, 0, {"ents_f": 0.91}),
+        ("conll", "tokclf", {"lr": 2e-4, "scheme": "BILUO"}, 0, {"ents_f": 0.92}),
+        ("conll", "tokclf", {"lr": 2e-4, "scheme": "BILUO"}, 1, {"ents_f": 0.90}),
+        ("conll", "spacy_trf", {"lr": 2e-4}, 0, {"ents_f": 0.915}),
+        ("ewt", "tokclf", {"lr": 5e-5}, 0, {"tag_acc": 0.953}),
+        ("ewt", "tokclf", {"lr": 1e-4}, 0, {"tag_acc": 0.951}),
+    ]
+    for dataset, system, setting, seed, scores in runs:
+        result = {"system": system, "setting": setting, "seed": seed, "epochs": 3, "train_seconds": 900.0,
+                  "machine": "test machine", **scores}
+        path = tmp_path / f"{dataset}_sentence_{system}_{tune.setting_name(setting)}_seed{seed}.json"
+        path.write_text(json.dumps(result))
+    tune.table(argparse.Namespace(unit="sentence"))
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert "CoNLL-2003 dev entity F1: mean +- sd" in lines[0] and "EWT dev XPOS accuracy: mean +- sd" in lines[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:] if line.startswith("| ")}
+    assert rows["tokclf"] == (
+        "| tokclf | 91.00 +- 1.41 | 2 | 90.00 | lr0.0002_biluo | 95.30 +- n/a (one seed) | 1 | - | lr5e-05 |"
+    )
+    assert rows["spacy_trf"] == "| spacy_trf | 91.50 +- n/a (one seed) | 1 | - | lr0.0002 | not run | 0 | - | - |"
+    assert rows["hf_trainer"].count("not run") == 2
