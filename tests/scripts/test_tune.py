@@ -1,6 +1,9 @@
 """scripts/tune.py: the grid is extended past an edge while the best rate
 lies at it (at most --max-extensions steps), and the best setting is what the
 seeds run."""
+import argparse
+import json
+
 import pytest
 import tune
 
@@ -80,9 +83,6 @@ def test_each_trick_has_its_own_result_file_name():
 
 
 def test_report_chooses_by_seed_0_and_gives_mean_and_sd_over_seeds(tmp_path, monkeypatch):
-    import argparse
-    import json
-
     monkeypatch.setattr(tune, "OUT", tmp_path)
     runs = [
         ("tokclf", {"lr": 5e-5, "scheme": "BIO"}, 0, 0.90),
@@ -106,9 +106,6 @@ def test_report_chooses_by_seed_0_and_gives_mean_and_sd_over_seeds(tmp_path, mon
 
 
 def test_table_puts_both_datasets_chosen_settings_side_by_side(tmp_path, monkeypatch):
-    import argparse
-    import json
-
     monkeypatch.setattr(tune, "OUT", tmp_path)
     runs = [
         ("conll", "tokclf", {"lr": 1e-4, "scheme": "BIO"}, 0, {"ents_f": 0.91}),
