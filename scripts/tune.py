@@ -15,6 +15,8 @@ grid on dev, then three seeds of its best setting.
    token_classifier's best setting is then tried with each of --tricks
    (parameter averaging, a 10x learning rate for the heads, layer-wise decay
    0.9: TRICKS), one after the other, each kept where it scores higher.
+   Every system's grid runs before any trick, and the tricks before the
+   seeds, so a set of runs cut short still compares the systems on one grid.
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
    again with the other seeds.
 3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
@@ -184,14 +186,21 @@ def run(args) -> None:
     if args.unit == "doc" and "hf_trainer" in systems:
         sys.exit("hf_trainer follows the run_ner recipe, one sentence at a time: use --unit sentence.")
     tricks = [t for t in args.tricks.split(",") if t]
-    chosen = {
-        system: try_tricks(runs, system, tune_system(runs, system, lrs, schemes, args.max_extensions), tricks)
-        for system in systems
-    }
+    run_stages(runs, systems, lrs, schemes, args.max_extensions, tricks, seeds)
+    report(args)
+
+
+def run_stages(runs, systems: List[str], lrs: List[float], schemes: List[str], max_extensions: int,
+               tricks: List[str], seeds: List[int]) -> Dict[str, Dict]:
+    """Every system's grid first, then the tricks, then the seeds: a set of
+    runs cut short (a session's end) leaves each system tuned on the same
+    grid before any extra run is spent on one of them."""
+    best = {system: tune_system(runs, system, lrs, schemes, max_extensions) for system in systems}
+    chosen = {system: try_tricks(runs, system, best[system], tricks) for system in systems}
     for system, setting in chosen.items():
         for seed in seeds:
             runs.get(system, setting, seed)
-    report(args)
+    return chosen
 
 
 def load(dataset: str, unit: str) -> Dict[tuple, List[Dict]]:
