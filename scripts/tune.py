@@ -15,8 +15,9 @@ grid on dev, then three seeds of its best setting.
    token_classifier's best setting is then tried with each of --tricks
    (parameter averaging, a 10x learning rate for the heads, layer-wise decay
    0.9: TRICKS), one after the other, each kept where it scores higher.
-   Every system's grid runs before any trick, and the tricks before the
-   seeds, so a set of runs cut short still compares the systems on one grid.
+   Every system's --lrs run before any extension, the extensions before any
+   trick, and the tricks before the seeds, so a set of runs cut short still
+   compares the systems on the same rates.
 2. Seeds: the best setting of each system (by dev entity F1 or tag accuracy)
    again with the other seeds.
 3. `report` writes results/tune/<dataset>_<unit>.md: the grid, and the chosen
@@ -142,7 +143,7 @@ def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str], m
         elif best["lr"] == tried[0] and extended["down"] < max_extensions:
             edge, direction = best["lr"] / 2, "down"
         if edge is None:
-            if best["lr"] in (tried[0], tried[-1]) and len(tried) > 1:
+            if best["lr"] in (tried[0], tried[-1]) and len(tried) > 1 and max_extensions:
                 print(f"{system}: best rate {best['lr']:g} is still at an edge after {max_extensions} extension(s)")
             return best
         extended[direction] += 1
@@ -192,9 +193,12 @@ def run(args) -> None:
 
 def run_stages(runs, systems: List[str], lrs: List[float], schemes: List[str], max_extensions: int,
                tricks: List[str], seeds: List[int]) -> Dict[str, Dict]:
-    """Every system's grid first, then the tricks, then the seeds: a set of
-    runs cut short (a session's end) leaves each system tuned on the same
-    grid before any extra run is spent on one of them."""
+    """Every system's base grid (`lrs`) first, then each one's extensions
+    past an edge, then the tricks, then the seeds: a set of runs cut short (a
+    session's end) leaves the systems compared on the same rates before any
+    extra run is spent on one of them."""
+    for system in systems:
+        tune_system(runs, system, lrs, schemes, 0)
     best = {system: tune_system(runs, system, lrs, schemes, max_extensions) for system in systems}
     chosen = {system: try_tricks(runs, system, best[system], tricks) for system in systems}
     for system, setting in chosen.items():

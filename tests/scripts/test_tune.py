@@ -74,17 +74,18 @@ def test_tricks_are_tried_on_tokclf_best_setting_and_kept_if_better(gain, kept):
     assert other.calls == []
 
 
-def test_every_system_grid_runs_before_any_trick_or_seed():
+def test_stages_run_every_system_base_grid_then_extensions_then_tricks_then_seeds():
     runs = FakeRuns(1e-4)
     chosen = tune.run_stages(runs, ["tokclf", "hf_trainer"], [5e-5, 1e-4], ["BIO", "BILUO"], 1, ["averages"], [0, 1])
     trained = list(dict.fromkeys(runs.calls))  # a real run is trained once, then read from its file
-    grid_calls = [c for c in trained if not c[1].endswith("_avg") and c[2] == 0]
-    first_other = next(i for i, c in enumerate(trained) if c not in grid_calls)
-    assert {c[0] for c in trained[:first_other]} == {"tokclf", "hf_trainer"}
-    assert trained[first_other] == ("tokclf", "lr0.0001_biluo_avg", 0)
-    assert all(c[2] == 1 for c in trained[first_other + 1:])
+    assert trained == [
+        *[("tokclf", f"lr{lr}_{scheme}", 0) for lr in ("5e-05", "0.0001") for scheme in ("bio", "biluo")],
+        ("hf_trainer", "lr5e-05", 0), ("hf_trainer", "lr0.0001", 0),
+        ("tokclf", "lr0.0002_biluo", 0), ("hf_trainer", "lr0.0002", 0),  # the extensions past the top edge
+        ("tokclf", "lr0.0001_biluo_avg", 0),
+        ("tokclf", "lr0.0001_biluo", 1), ("hf_trainer", "lr0.0001", 1),
+    ]
     assert chosen == {"tokclf": {"lr": 1e-4, "scheme": "BILUO"}, "hf_trainer": {"lr": 1e-4}}
-    assert ("hf_trainer", "lr0.0001", 1) in runs.calls and ("tokclf", "lr0.0001_biluo", 1) in runs.calls
 
 
 def test_each_trick_has_its_own_result_file_name():
