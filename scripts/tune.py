@@ -129,24 +129,30 @@ def grid(system: str, lrs: List[float], schemes: List[str], task: str) -> List[D
     return [{"lr": lr} for lr in lrs]
 
 
+def next_rate(best: float, tried: List[float], lrs: List[float], max_extensions: int) -> Optional[float]:
+    """The rate to try next when the best rate lies at an edge of those tried
+    (x2 at the top, /2 at the bottom), at most `max_extensions` steps past
+    `lrs`; None when the grid is done. tune_system extends by it and the
+    report's "grid not finished" asks it."""
+    if best == tried[-1] and best < max(lrs) * 2**max_extensions:
+        return best * 2
+    if best == tried[0] and best > min(lrs) / 2**max_extensions:
+        return best / 2
+    return None
+
+
 def tune_system(runs: Runs, system: str, lrs: List[float], schemes: List[str], max_extensions: int) -> Dict:
     """The best setting of a system on seed 0, the grid extended past an edge
     while the best rate is at it (at most `max_extensions` steps per edge)."""
     results = {setting_name(s): (s, runs.get(system, s, 0)) for s in grid(system, lrs, schemes, runs.task)}
-    extended = {"up": 0, "down": 0}
     while True:
         best, _ = max(results.values(), key=lambda sr: metric(sr[1]))
         tried = sorted({s["lr"] for s, _ in results.values()})
-        edge: Optional[float] = None
-        if best["lr"] == tried[-1] and extended["up"] < max_extensions:
-            edge, direction = best["lr"] * 2, "up"
-        elif best["lr"] == tried[0] and extended["down"] < max_extensions:
-            edge, direction = best["lr"] / 2, "down"
+        edge = next_rate(best["lr"], tried, lrs, max_extensions)
         if edge is None:
             if best["lr"] in (tried[0], tried[-1]) and len(tried) > 1 and max_extensions:
                 print(f"{system}: best rate {best['lr']:g} is still at an edge after {max_extensions} extension(s)")
             return best
-        extended[direction] += 1
         setting = dict(best, lr=edge)
         results[setting_name(setting)] = (setting, runs.get(system, setting, 0))
 
@@ -242,12 +248,12 @@ def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str) -> str:
     missing = [f"{lr:g}" for lr in BASE_LRS if lr not in tried]
     if missing:
         return f"{', '.join(missing)} not run"
-    if best["lr"] == tried[-1] and tried[-1] < max(BASE_LRS) * 2**MAX_EXTENSIONS:
-        return f"{best['lr']:g} at the top edge"
-    if best["lr"] == tried[0] and tried[0] > min(BASE_LRS) / 2**MAX_EXTENSIONS:
-        return f"{best['lr']:g} at the bottom edge"
+    edge = next_rate(best["lr"], tried, list(BASE_LRS), MAX_EXTENSIONS)
+    if edge is not None:
+        return f"{best['lr']:g} at the {'top' if edge > best['lr'] else 'bottom'} edge"
     trick_keys = {key for trick in TRICKS.values() for key in trick}
-    if system == "tokclf" and sum(bool(trick_keys & set(r["setting"])) for r in runs) < len(TRICKS):
+    on_best = [r for r in runs if r["setting"]["lr"] == best["lr"] and trick_keys & set(r["setting"])]
+    if system == "tokclf" and len(on_best) < len(TRICKS):
         return "tricks not all tried"
     return ""
 
