@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from common import (
     DATASETS,
@@ -186,14 +186,14 @@ def try_tricks(runs: Runs, system: str, best: Dict, tricks: List[str]) -> Dict:
 def run(args) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     runs = Runs(args)
-    lrs = [float(x) for x in args.lrs.split(",")]
+    lrs, max_extensions = base_grid(args)
     schemes = args.schemes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     systems = args.systems.split(",")
     if args.unit == "doc" and "hf_trainer" in systems:
         sys.exit("hf_trainer follows the run_ner recipe, one sentence at a time: use --unit sentence.")
     tricks = [t for t in args.tricks.split(",") if t]
-    run_stages(runs, systems, lrs, schemes, args.max_extensions, tricks, seeds)
+    run_stages(runs, systems, lrs, schemes, max_extensions, tricks, seeds)
     report(args)
 
 
@@ -239,14 +239,13 @@ MAX_EXTENSIONS = 3  # --max-extensions's default
 
 
 def base_grid(args) -> Tuple[List[float], int]:
-    """The --lrs and --max-extensions a report judges "grid not finished"
-    by: those `run` was given (the defaults unless told otherwise)."""
-    lrs = getattr(args, "lrs", None) or ",".join(f"{lr:g}" for lr in BASE_LRS)
-    return [float(x) for x in lrs.split(",")], getattr(args, "max_extensions", MAX_EXTENSIONS)
+    """--lrs and --max-extensions: the grid `run` tunes on, and the one
+    `report` and `table` judge "grid not finished" by."""
+    return [float(x) for x in args.lrs.split(",")], args.max_extensions
 
 
 def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str,
-               lrs: Sequence[float] = BASE_LRS, max_extensions: int = MAX_EXTENSIONS) -> str:
+               lrs: List[float], max_extensions: int) -> str:
     """Why a system's chosen setting is not yet the grid's last word ("" when
     it is): a base rate of `lrs` not run, the best rate at an edge that can
     still be extended, or (token_classifier) a trick not tried."""
@@ -256,7 +255,7 @@ def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str,
     missing = [f"{lr:g}" for lr in lrs if lr not in tried]
     if missing:
         return f"{', '.join(missing)} not run"
-    edge = next_rate(best["lr"], tried, list(lrs), max_extensions)
+    edge = next_rate(best["lr"], tried, lrs, max_extensions)
     if edge is not None:
         return f"{best['lr']:g} at the {'top' if edge > best['lr'] else 'bottom'} edge"
     trick_keys = {key for trick in TRICKS.values() for key in trick}
@@ -267,7 +266,7 @@ def unfinished(rows: Dict[tuple, List[Dict]], system: str, setting: str,
 
 
 def chosen_cell(rows: Dict[tuple, List[Dict]], system: str, setting: str,
-                grid: Tuple[List[float], int] = (list(BASE_LRS), MAX_EXTENSIONS)) -> str:
+                grid: Tuple[List[float], int]) -> str:
     why = unfinished(rows, system, setting, *grid)
     return f"{setting} (grid not finished: {why})" if why else setting
 

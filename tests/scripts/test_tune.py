@@ -111,7 +111,7 @@ def test_report_chooses_by_seed_0_and_gives_mean_and_sd_over_seeds(tmp_path, mon
                   "train_seconds": 900.0, "machine": "test machine"}
         path = tmp_path / f"conll_sentence_{system}_{tune.setting_name(setting)}_seed{seed}.json"
         path.write_text(json.dumps(result))
-    tune.report(argparse.Namespace(dataset="conll", unit="sentence"))
+    tune.report(reporting(dataset="conll"))
     text = (tmp_path / "conll_sentence.md").read_text()
     assert (
         "| tokclf | lr0.0002_biluo (grid not finished: 0.0002 at the top edge) | 92.33 +- 1.53 | 3 | "
@@ -139,7 +139,7 @@ def test_table_puts_both_datasets_chosen_settings_side_by_side(tmp_path, monkeyp
                   "machine": "test machine", **scores}
         path = tmp_path / f"{dataset}_sentence_{system}_{tune.setting_name(setting)}_seed{seed}.json"
         path.write_text(json.dumps(result))
-    tune.table(argparse.Namespace(unit="sentence"))
+    tune.table(reporting())
     lines = (tmp_path / "table.md").read_text().splitlines()
     assert "CoNLL-2003 dev entity F1: mean +- sd" in lines[0] and "EWT dev XPOS accuracy: mean +- sd" in lines[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:] if line.startswith("| ")}
@@ -152,6 +152,13 @@ def test_table_puts_both_datasets_chosen_settings_side_by_side(tmp_path, monkeyp
         "not run | 0 | - | - |"
     )
     assert rows["hf_trainer"].count("not run") == 2
+
+
+def reporting(**args):
+    """The arguments of `tune.py report` / `table`, at their defaults unless given."""
+    defaults = {"unit": "sentence", "lrs": ",".join(f"{lr:g}" for lr in tune.BASE_LRS),
+                "max_extensions": tune.MAX_EXTENSIONS}
+    return argparse.Namespace(**{**defaults, **args})
 
 
 def write_runs(out, dataset, runs):
@@ -175,7 +182,7 @@ def write_runs(out, dataset, runs):
 def test_table_says_when_a_chosen_setting_is_not_the_grid_last_word(tmp_path, monkeypatch, system, runs, why):
     monkeypatch.setattr(tune, "OUT", tmp_path)
     write_runs(tmp_path, "ewt", [(system, {"lr": lr}, 0, acc) for lr, acc in runs])
-    tune.table(argparse.Namespace(unit="sentence"))
+    tune.table(reporting())
     row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith(f"| {system} "))
     best = max(runs, key=lambda r: r[1])[0]
     chosen = row.split(" | ")[-1].rstrip(" |")
@@ -183,14 +190,14 @@ def test_table_says_when_a_chosen_setting_is_not_the_grid_last_word(tmp_path, mo
     if system == "tokclf":
         tricks = [({"lr": 1e-4, **t}, 0.90) for t in ({"averages": True}, {"head_lr_scale": 10.0}, {"layer_decay": 0.9})]
         write_runs(tmp_path, "ewt", [(system, setting, 0, acc) for setting, acc in tricks])
-        tune.table(argparse.Namespace(unit="sentence"))
+        tune.table(reporting())
         assert "(grid not finished" not in (tmp_path / "table.md").read_text()
 
 
 @pytest.mark.parametrize(
     "grid,why",
     [
-        ({}, "5e-05 not run"),  # judged by the default grid, 5e-5 is missing
+        ({}, "5e-05 not run"),  # judged by the default grid (--lrs 5e-5,1e-4), 5e-5 is missing
         ({"lrs": "1e-4,2e-4"}, ""),  # the grid run was given: 2e-4 is interior
         ({"lrs": "1e-4,2e-4,4e-4,8e-4"}, "0.0008 not run"),
     ],
@@ -198,7 +205,7 @@ def test_table_says_when_a_chosen_setting_is_not_the_grid_last_word(tmp_path, mo
 def test_grid_not_finished_is_judged_by_the_grid_run_was_given(tmp_path, monkeypatch, grid, why):
     monkeypatch.setattr(tune, "OUT", tmp_path)
     write_runs(tmp_path, "ewt", [("hf_trainer", {"lr": lr}, 0, acc) for lr, acc in [(1e-4, 0.91), (2e-4, 0.92), (4e-4, 0.915)]])
-    tune.table(argparse.Namespace(unit="sentence", **grid))
+    tune.table(reporting(**grid))
     row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| hf_trainer "))
     chosen = row.split(" | ")[-1].rstrip(" |")
     assert chosen == (f"lr0.0002 (grid not finished: {why})" if why else "lr0.0002")
