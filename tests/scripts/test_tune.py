@@ -6,6 +6,7 @@ import json
 
 import pytest
 import tune
+from run_cache import RUN_SETTINGS
 
 
 class FakeRuns:
@@ -157,7 +158,7 @@ def test_table_puts_both_datasets_chosen_settings_side_by_side(tmp_path, monkeyp
 def reporting(**args):
     """The arguments of `tune.py report` / `table`, at their defaults unless given."""
     defaults = {"unit": "sentence", "lrs": ",".join(f"{lr:g}" for lr in tune.BASE_LRS),
-                "max_extensions": tune.MAX_EXTENSIONS}
+                "max_extensions": tune.MAX_EXTENSIONS, **RUN_SETTINGS}
     return argparse.Namespace(**{**defaults, **args})
 
 
