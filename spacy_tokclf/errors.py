@@ -113,6 +113,27 @@ class Errors:
         "again with nlp.to_disk()."
     )
     THRESHOLD_IN_CFG = "threshold must be null or a number in [0, 1], not {threshold!r}"
+    # A loading config that changes what the trained head was built for (saved.py);
+    # saved/given: JSON values, as in a config file.
+    SETTING_FIXED_AT_TRAINING = (
+        "The saved component was trained with `{setting} = {saved}`, but the config it "
+        "is loaded with sets `{setting} = {given}`. {why} Load it without overriding "
+        "`{setting}`, or set it back, e.g.\n"
+        '    spacy.load(path, config={{"components": {{"{name}": {{"{setting}": {saved}}}}}}})'
+        "\nor, in a config file:\n    [components.{name}]\n    {setting} = {saved}\n"
+        "To use `{setting} = {given}`, train a new component with it."
+    )
+    TASKS_FIXED = "The head has one set of outputs per task it was trained for."
+    SCHEME_FIXED = "The head's entity outputs are this scheme's labels."
+    HEAD_SIZE_FIXED_AT_TRAINING = (
+        "The saved component's head has {n_saved} outputs (its labels {labels}, scheme "
+        '"{scheme}"), but the config it is loaded with sets `model.nO = {n_given}`. The '
+        "labels cannot change after training. Set `model.nO` to null (the head is sized "
+        "from the saved labels), e.g.\n"
+        '    spacy.load(path, config={{"components": {{"{name}": {{"model": {{"nO": None}}}}}}}})'
+        "\nor, in a config file:\n    [components.{name}.model]\n    nO = null\n"
+        "To use other labels, train a new component."
+    )
 
     # Hugging Face labels (labels.read_hf_labels)
     HF_UNKNOWN_TASK = (
@@ -205,6 +226,48 @@ class Errors:
         'Decode the BIOES labels yourself, or train with scheme = "BIO" for an export '
         "that the pipeline decodes."
     )
+    HF_EXPORT_CONTEXT_ALONE = (
+        "Cannot export faithfully: `model.tok2vec.context = 0`, so the component reads "
+        "each sentence of a doc with sentence boundaries alone, while the exported "
+        "model has no sentence boundaries and reads each text whole: on a text of "
+        "several sentences its labels can differ from the component's. To export "
+        "anyway (the exported model computes what the component computes on docs "
+        "without sentence boundaries), pass allow_context=True (CLI: "
+        "--allow-context). To predict with the component as the export will, load it "
+        "with the context off:\n"
+        '    spacy.load(path, config={{"components": {{"{name}": {{"model": {{"tok2vec": '
+        '{{"context": None}}}}}}}}}})'
+    )
+    HF_EXPORT_CONTEXT_ALLOWED = (
+        "`model.tok2vec.context = 0` is not exported (allow_context=True): the exported "
+        "model reads each text whole, as the component reads a doc without sentence "
+        "boundaries; a doc with sentence boundaries the component reads sentence by "
+        "sentence, each alone, so on a text of several sentences labels can differ."
+    )
+    HF_EXPORT_CONTEXT = (
+        "`model.tok2vec.context = {context}` is not exported: the component reads a doc "
+        "with sentence boundaries sentence by sentence, with up to {context} word pieces "
+        "of its neighbours on each side; the exported model has no sentence boundaries. "
+        "On a text of at most `window` ({window}) word pieces the two read the same: the "
+        "component reads all its sentences together in one window, as the exported model "
+        "reads the text. On a longer text the component's windows end at sentence "
+        "boundaries, while transformers' pipeline reads the text in one piece, truncated "
+        "at the model's maximum length, so labels can differ there."
+    )
+    HF_EXPORT_THRESHOLD = (
+        "`threshold = {threshold}` is not exported (a Hugging Face checkpoint has no place "
+        "for it): transformers' pipeline returns every entity, also those the component "
+        "drops for scoring under {threshold}, and its scores are its own (with "
+        'aggregation_strategy="first": the mean over the entity\'s words of the '
+        "softmax probability of each word's label at its first word piece, "
+        "uncalibrated), not the component's entity scores, so filtering them at "
+        "{threshold} does not keep the same entities."
+    )
+    HF_EXPORT_CALIBRATION = (
+        "The component's calibration (method '{method}') is not exported: the exported "
+        "model's logits are the uncalibrated scores, and transformers' pipeline scores "
+        "entities with them."
+    )
     HF_CONFIG_UNREADABLE = "transformers cannot read the config.json in '{model_dir}': {err}"
     HF_NOT_TOKEN_CLASSIFICATION = (
         "'{model_dir}' holds a {architectures}, not a model fine-tuned for token "
@@ -280,6 +343,7 @@ class Errors:
     )
     # metrics.py
     METRICS_LENGTHS_DIFFER = "{n_conf} confidences but {n_right} correct flags"
+    METRICS_WHERE_DIFFERS = "{n_conf} confidences but {n_where} flags in `where`"
 
 
 class Warnings:
@@ -288,6 +352,15 @@ class Warnings:
         "are treated as missing annotation. Add it to "
         "`[initialize.components.{name}.labels]` or re-run initialize on data that "
         "contains it."
+    )
+    # saved.py: a threshold set on the live component (pipe.cfg["threshold"] = ...)
+    # is not in nlp.config, so the config's value is used at load.
+    SAVED_THRESHOLD_NOT_IN_CONFIG = (
+        "The saved component's threshold ({saved}) was set on the component "
+        "(pipe.cfg) and is not in its config, which sets `threshold = {given}`: the "
+        "config's value is used, as nlp.config shows. To use {saved}, load with\n"
+        '    spacy.load(path, config={{"components": {{"{name}": {{"threshold": {saved_py}}}}}}})'
+        "\nand save the pipeline again to keep it."
     )
 
 
@@ -324,9 +397,39 @@ class ScaleErrors:
         "DocBin output (.spacy) is written by --engine local only: the docs are "
         "merged in one process. Use .jsonl or .parquet with --engine ray."
     )
+    # Annotation: where the output goes, --resume (annotate_resume.py)
+    OUTPUT_IS_INPUT = (
+        "The output {output} is the input {input}, or holds it (symlinks followed): "
+        "writing it would destroy the corpus. Give another OUTPUT path."
+    )
+    OUTPUT_IN_INPUT = (
+        "The output {output} lies inside the input directory {input}: the next run "
+        "would read it as input. Give an OUTPUT path outside {input}."
+    )
+    RESUMING = "--resume: keeping the {parts} finished parts in {partial}."
+    NOTHING_TO_RESUME = "--resume: no partial output ({partial}) to resume; starting from the beginning."
+    PARTIAL_REPLACED = (
+        "Replacing the partial output of an earlier run ({partial}); give --resume to "
+        "continue it instead."
+    )
+    RESUME_MISMATCH = (
+        "--resume: the partial output {partial} was written with another {setting} "
+        "({was}; this run: {now}). Run with the same settings to continue it, or "
+        "without --resume to start over (the partial output is then replaced)."
+    )
+    PARTS_MISSING = (
+        "The run ended without a part for every unit of the input (missing: {missing}; "
+        "unexpected: {extra}); the output was not written. Rerun with --resume to "
+        "finish it ({partial} keeps the finished parts)."
+    )
+    DUPLICATE_IDS = (
+        "{n} rows repeat the id of an earlier row of the same input file, e.g. "
+        "{examples}. Every row still has its own output row, in input order; give "
+        "each row a unique id (--id-field) to join the output back to the input by id."
+    )
     # Command-line options
     UNKNOWN_ENGINE = "Unknown --engine '{engine}': use 'local' or 'ray'."
-    WORKERS_BATCH_SIZE = "--workers and --batch-size must be at least 1."
+    WORKERS_BATCH_SIZE = "--workers, --batch-size and --checkpoint-rows must be at least 1."
     GPU_ONE_WORKER = "--gpu-id runs one process: leave --workers at 1."
 
 
@@ -354,6 +457,35 @@ class CalibrationErrors:
         "calibration.entity_map x and y must be equal-length increasing lists of numbers"
     )
     BAD_PLATT = "calibration.entity_map needs numbers a and b (platt)"
+    BAD_ISOTONIC_RANGE = "calibration.entity_map y values must be probabilities in [0, 1]"
+    BAD_FLAT_MAP = (
+        "calibration.entity_map is flat: it gives every entity the same score, which "
+        "says nothing about which entities are right"
+    )
+    BAD_PLATT_SLOPE = (
+        "calibration.entity_map slope a = {a} is outside [{low}, {high}]: the map is "
+        "flat or decreasing (a <= {low}) or unbounded"
+    )
+    # Why an entity map was not fitted (calibration_fit.MapRefused).
+    REFUSED_NO_ENTITIES = "there are no predicted entities to fit it on"
+    REFUSED_ONE_CLASS = (
+        "all {n} predicted entities are {which}: nothing shows how being right "
+        "depends on the score"
+    )
+    REFUSED_EQUAL_SCORES = (
+        "all {n} predicted entities have the same score{after}: nothing shows how "
+        "being right depends on the score"
+    )
+    REFUSED_NOT_INCREASING = (
+        "the {method} fit is flat or decreasing: entities with higher scores are not "
+        "more often right"
+    )
+    MAP_REFUSED = (
+        "Cannot fit a '{method}' map of entity scores on these {n_docs} docs: "
+        "{reason}. Calibrate on a larger or more varied dev set, or fit no map "
+        "(method=\"temperature\", CLI: --method temperature); method=\"auto\" leaves "
+        "out the maps it cannot fit."
+    )
     UNKNOWN_METHOD = "Unknown calibration method {method!r}: use one of {methods}."
     NO_COMPONENT_NAMED = (
         "No token_classifier named '{component}' in the pipeline; its "
@@ -368,6 +500,10 @@ class CalibrationErrors:
         "calibrate on an annotated dev set."
     )
     NO_DEV_DOCS = "{path} holds no docs: calibrate on an annotated dev set."
+    NO_LABEL_TYPES = (
+        "EntityData without label_types cannot score its entities: build it with "
+        "calibration_data.collect, or pass label_types=decoding.label_types(labels)."
+    )
 
 
 class ServeErrors:
@@ -379,13 +515,21 @@ class ServeErrors:
         "spacy_tokclf.serve needs starlette and uvicorn ({error}). Install the "
         '`serve` extra: pip install "spacy-tokclf[serve]"'
     )
-    BAD_LIMITS = "max_chars ({max_chars}) and threads ({threads}) must be >= 1"
+    BAD_SETTING = (
+        "`{name}` ({value!r}) must be {bound}: set it on the command line (--{flag}) or "
+        "in make_app(..., {name}=...)."
+    )
+    BAD_ZONE_CALLS = (
+        "SharedMemoryZone needs max_calls ({max_calls}) >= 1 and compact_calls "
+        "({compact_calls}) >= 0"
+    )
     ANSWER_TOO_LONG = (
         "The text is too long: {what}, and the limit is {max_chars:,} characters. "
         "Send shorter texts (split long documents), or raise the limit: "
         "`--max-chars N` on the command line, make_app(..., max_chars=N) in Python."
     )
     ANSWER_BODY_BYTES = "the body has {size:,} bytes"
+    ANSWER_BODY_OVER = "the body is longer than {max_bytes:,} bytes"
     ANSWER_TEXT_CHARS = "{n:,} characters"
     ANSWER_NOT_UTF8 = "The body is not valid UTF-8 ({error}). Send UTF-8 encoded JSON."
     ANSWER_NOT_JSON = (
@@ -396,7 +540,25 @@ class ServeErrors:
     ANSWER_SURROGATE = (
         '"text" holds an unpaired surrogate escape ({error}): it is not valid unicode.'
     )
-    ANSWER_PIPELINE_FAILED = "The pipeline failed on this text: {type}: {error}"
+    # A 500 says nothing about the failure (no exception text, no path): the
+    # details are in the server's log under the same request id.
+    ANSWER_INTERNAL = "internal error"
+    ANSWER_TOO_DEEP = (
+        'The JSON body is nested too deeply to read. Send a JSON object: {"text": "..."}.'
+    )
+    ANSWER_BAD_NUMBER = "The JSON body holds a number that cannot be read ({error})."
+    ANSWER_BODY_TIMEOUT = (
+        "The body did not arrive within {seconds:g} s. Send it at once, or raise the "
+        "limit: `--body-timeout S` on the command line, make_app(..., body_timeout=S) in Python."
+    )
+    ANSWER_QUEUE_FULL = (
+        "The server is busy: {waiting} requests are waiting for the pipeline, the limit. "
+        "Retry after {retry_after} s (the Retry-After header). The limit is set by "
+        "`--max-queue N` on the command line, make_app(..., max_queue=N) in Python."
+    )
+    LOG_FAILED = "request %s: %s failed on a text of %d characters"
+    LOG_APP_FAILED = "request %s: %s %s failed"
+    LOG_DISCONNECTED = "a client left before its nlp() call: nothing was run for it"
 
 
 class EncoderErrors:
@@ -443,6 +605,18 @@ class EncoderErrors:
     )
     SAVED_PART_UNREADABLE = "The saved encoder's {part} cannot be read: {type}: {error}"
     SAVED_TOKENIZER_JSON_MISSING = "tokenizer.json is missing"
+    # A saved pipeline is untrusted: its tokenizer table (file name -> bytes) only
+    # ever holds plain file names; nothing is written for any other.
+    SAVED_TOKENIZER_FILE_NAME = (
+        "its table of tokenizer files names the file {file!r}, which is not a plain "
+        'file name (one without "/", "\\", ":" or NUL, other than "", "." and ".."). '
+        "nlp.to_disk() never writes such a name: this pipeline was altered or made by "
+        "other software. Nothing was written for it. Do not use this copy: save the "
+        "pipeline again from its source."
+    )
+    SAVED_TOKENIZER_TABLE = (
+        "its table of tokenizer files is not a map of file names to bytes ({found})"
+    )
     INT8_NOT_ON_GPU = (
         "This encoder is quantized to int8 (spacy_tokclf.quantize_encoder), which runs "
         "on the CPU only, but thinc's device is {device} (spacy.require_gpu() or "

@@ -23,8 +23,7 @@ from .labels import LabelLayout, add_label, check_scheme, check_tasks, initial_l
 from .labels import labels_in_examples
 from .loss import gold_ids, token_cross_entropy
 from .optimizers import register_groups
-from .saved import check_loaded_cfg, keep_config_threshold, merge_loaded_cfg
-from .saved import read_cfg_file, read_saved
+from .saved import config_settings, load_from_bytes, load_from_disk
 from .scoring import score_token_classifier
 
 DEFAULT_CONFIG_STR = """
@@ -153,12 +152,14 @@ class TokenClassifier(TrainablePipe):
             "spans_key": spans_key if spans_key is not None else name,
             # Entities scored under it are dropped (None: keep all).
             "threshold": threshold,
-            # The config's threshold: a loaded pipeline keeps its saved one
-            # unless its config sets another (saved.keep_config_threshold).
+            # The config's threshold (a threshold set on the component later
+            # differs from it; saved.warn_if_threshold_dropped).
             "config_threshold": threshold,
             # None, or fitted by calibrate: {"temperature": {task: T}, "entity_map": ...}.
             "calibration": None,
         }
+        # What the config sets, which loading keeps (saved.merge_loaded_cfg).
+        self._config_settings = config_settings(self.cfg, model)
 
     # Labels -----------------------------------------------------------------
 
@@ -371,48 +372,32 @@ class TokenClassifier(TrainablePipe):
         self, path: Union[str, Path], *, exclude: Iterable[str] = util.SimpleFrozenList()
     ) -> "TokenClassifier":
         """Load the component from a directory written by `to_disk`. A missing,
-        truncated or corrupted file raises an error that names the file.
+        truncated or corrupted file raises an error that names the file. The
+        config the component was built with decides `overwrite`, `spans_key`
+        and `threshold`; one that changes `tasks`, `scheme` or `model.nO`
+        (fixed by training) is refused (saved.py).
 
         path (Union[str, Path]): the component's directory.
         exclude (Iterable[str]): names of serialization fields to skip.
         RETURNS (TokenClassifier): the loaded component.
         """
         self._validate_serialization_attrs()
-        path = Path(path)
-        deserialize = {
-            # spaCy's default reader skips a missing cfg: labels would then be
-            # empty and the first prediction would crash in numpy.
-            "cfg": lambda p: read_saved(
-                self.name, p, lambda f: merge_loaded_cfg(self.cfg, read_cfg_file(f))
-            ),
-            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
-            "model": lambda p: read_saved(
-                self.name, p, lambda f: self.model.from_bytes(f.read_bytes())
-            ),
-        }
-        util.from_disk(path, deserialize, exclude)
-        check_loaded_cfg(self.name, self.cfg, self._n_outputs(), f"The file {path / 'cfg'}")
+        load_from_disk(self, Path(path), exclude, self._config_settings)
         return self
 
     def from_bytes(
         self, bytes_data: bytes, *, exclude: Iterable[str] = util.SimpleFrozenList()
     ) -> "TokenClassifier":
-        """Load the component from the output of `to_bytes`.
+        """Load the component from the output of `to_bytes`, with the config's
+        settings as `from_disk`.
 
         bytes_data (bytes): the data.
         exclude (Iterable[str]): names of serialization fields to skip.
         RETURNS (TokenClassifier): the loaded component.
         """
-        given = self.cfg.get("config_threshold")
-        super().from_bytes(bytes_data, exclude=exclude)
-        keep_config_threshold(self.cfg, given)
-        check_loaded_cfg(self.name, self.cfg, self._n_outputs(), "The component's cfg")
+        self._validate_serialization_attrs()
+        load_from_bytes(self, bytes_data, exclude, self._config_settings)
         return self
-
-    def _n_outputs(self) -> Optional[int]:
-        """The head's outputs; None before it is sized."""
-        output_layer = self.model.get_ref("output_layer")
-        return output_layer.get_dim("nO") if output_layer.has_dim("nO") else None
 
 
 def _is_empty_list(examples: Any) -> bool:

@@ -164,6 +164,51 @@ def test_loaded_pipeline_trains(saved, family):
     assert numpy.isfinite(losses[NAME])
 
 
+def torch_modules(nlp) -> List[Any]:
+    """Every torch module of the component's encoder."""
+    shims = [shim for node in nlp.get_pipe(NAME).model.walk() for shim in node.shims]
+    assert len(shims) == 1 and shims[0].piece_encoder is not None
+    return list(shims[0].piece_encoder.modules())
+
+
+def in_train_mode(nlp) -> List[str]:
+    return [type(m).__name__ for m in torch_modules(nlp) if m.training]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loaded_pipeline_is_in_eval_mode(saved, family, tmp_path):
+    """A loaded pipeline was in train mode (dropout on) until its first call
+    switched it (issue 26, finding 9); now loading leaves it in eval mode,
+    and training still switches it to train mode for the update."""
+    info = saved[family]
+    nlp = spacy.load(info["path"])
+    assert in_train_mode(nlp) == []
+    from_bytes = load_model_from_config(nlp.config, auto_fill=True).from_bytes(nlp.to_bytes())
+    assert in_train_mode(from_bytes) == []
+    from_disk = load_model_from_config(nlp.config, auto_fill=True).from_disk(info["path"])
+    assert in_train_mode(from_disk) == []
+    optimizer = nlp.resume_training()
+    seen = []
+    hook = torch_modules(nlp)[0].register_forward_pre_hook(lambda m, a: seen.append(m.training))
+    losses = nlp.update(make_examples(nlp), sgd=optimizer, losses={})
+    hook.remove()
+    assert seen and all(seen) and numpy.isfinite(losses[NAME])
+    nlp("Angela Merkel visited Paris.")
+    assert in_train_mode(nlp) == []
+
+
+def test_initialized_pipeline_is_in_eval_mode(wordpiece):
+    nlp = make_nlp(wordpiece)
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    assert in_train_mode(nlp) == []
+    nlp.update(examples, sgd=None)
+    assert in_train_mode(nlp) != []
+    # Initialized again (a new head), it is in eval mode again.
+    nlp.initialize(lambda: examples)
+    assert in_train_mode(nlp) == []
+
+
 @pytest.fixture(scope="module")
 def fresh_process_predictions(saved):
     paths = {family: str(info["path"]) for family, info in saved.items()}
@@ -266,8 +311,12 @@ def test_uninitialized_round_trip(tmp_path):
     pipe2 = nlp2.get_pipe(NAME)
     assert not pipe2.model.get_ref("tok2vec").shims[0].loaded
     assert pipe2.cfg == nlp.get_pipe(NAME).cfg
-    pipe3 = make_nlp(missing).get_pipe(NAME).from_bytes(nlp.get_pipe(NAME).to_bytes())
-    assert pipe3.tasks == ["ents", "tag"]
+    # Saved before initialize (no labels, no head): the config's tasks stand,
+    # as nlp.config shows them.
+    nlp3 = make_nlp(missing)
+    pipe3 = nlp3.get_pipe(NAME).from_bytes(nlp.get_pipe(NAME).to_bytes())
+    assert pipe3.tasks == nlp3.config["components"][NAME]["tasks"] == ["ents"]
+    assert pipe3.label_data == {"ents": []}
     with make_tempdir() as tmp:
         nlp.to_disk(tmp / "p")
         nlp4 = spacy.load(tmp / "p")

@@ -78,12 +78,15 @@ def shim_of(model: Model) -> HFEncoderShim:
 
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
     """Load the transformer and tokenizer (unless loaded from bytes), check
-    the window against them, check the tokenizer on the sample X, set nO."""
+    the window against them, check the tokenizer on the sample X, set nO.
+    The transformer is left in eval mode, as after loading (hf_shim)."""
     shim = shim_of(model)
     if shim.piece_encoder is None:
         encoder, tokenizer = load_encoder(model.attrs["settings"].name)
         shim.set_encoder(encoder, tokenizer)
         assert shim.piece_encoder is not None
+    # Initialized again after training, it may still be in train mode.
+    shim.piece_encoder.eval()
     check_window(model)
     if X:
         warn_if_mostly_unknown(shim, X, model.attrs["settings"].name)

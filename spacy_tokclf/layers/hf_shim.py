@@ -6,9 +6,10 @@ rebuilt without the original model name or the network. `load_encoder` and
 `load_fast_tokenizer` read a Hugging Face model by name or directory; the
 position limits say how many pieces it reads in one window.
 """
+import os
+import tempfile
 from contextlib import contextmanager
 from io import BytesIO
-from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import srsly
@@ -107,12 +108,16 @@ class HFEncoderShim(PyTorchShim):
                     own[name].copy_(value)
 
     def set_encoder(self, model: PieceEncoder, tokenizer: Any) -> None:
-        """Use this encoder and (a prepared copy of) this tokenizer."""
+        """Use this encoder and (a prepared copy of) this tokenizer. The
+        encoder is left in eval mode (a module built from a config starts in
+        train mode): a loaded or initialized pipeline predicts without dropout
+        from its first call, whichever thread makes it. `begin_update` puts it
+        in train mode for training."""
         device = get_torch_default_device()
         if device.type != "cpu" and quantization_of(model.transformer) is not None:
             raise ValueError(error(EncoderErrors.INT8_NOT_ON_GPU, device=device))
         self.tokenizer, self.special = prepare_tokenizer(tokenizer)
-        self._model = model.to(device)
+        self._model = model.to(device).eval()
         self.window_limit = max_window(model.transformer, self.tokenizer, self.special)
 
     def to_bytes(self) -> bytes:
@@ -121,9 +126,12 @@ class HFEncoderShim(PyTorchShim):
         tokenizer_files = {}
         with make_tempdir() as tmp:
             self.tokenizer.save_pretrained(str(tmp))
-            for path in tmp.glob("**/*"):
+            # Plain file names only, as loading requires: transformers writes
+            # subdirectories only for chat templates, which no token
+            # classifier applies.
+            for path in sorted(tmp.iterdir()):
                 if path.is_file():
-                    tokenizer_files[path.relative_to(tmp).as_posix()] = path.read_bytes()
+                    tokenizer_files[path.name] = path.read_bytes()
         state = BytesIO()
         torch.save(self._model.transformer.state_dict(), state)
         msg = {
@@ -136,8 +144,7 @@ class HFEncoderShim(PyTorchShim):
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "HFEncoderShim":
-        from tokenizers import Tokenizer
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel
 
         msg = srsly.msgpack_loads(bytes_data)
         if not msg.get("config"):
@@ -148,17 +155,9 @@ class HFEncoderShim(PyTorchShim):
         with make_tempdir() as tmp:
             with _reading("transformer config (config.json)"):
                 srsly.write_json(tmp / "config.json", msg["config"])
-                config = AutoConfig.from_pretrained(str(tmp))
-            with _reading("tokenizer files"):
-                files = msg["tokenizer"]
-                if "tokenizer.json" not in files:
-                    raise ValueError(EncoderErrors.SAVED_TOKENIZER_JSON_MISSING)
-                Tokenizer.from_str(files["tokenizer.json"].decode("utf8"))
-                for name, data in files.items():
-                    path = Path(tmp) / name
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
-                tokenizer = AutoTokenizer.from_pretrained(str(tmp), use_fast=True)
+                config = AutoConfig.from_pretrained(str(tmp), local_files_only=True)
+        with _reading("tokenizer files"):
+            tokenizer = read_tokenizer_files(msg.get("tokenizer"))
         transformer = AutoModel.from_config(config)
         if msg.get("quantization") == INT8_DYNAMIC:
             quantize_linear_layers(transformer)
@@ -167,6 +166,51 @@ class HFEncoderShim(PyTorchShim):
             transformer.load_state_dict(state)
         self.set_encoder(PieceEncoder(transformer), tokenizer)
         return self
+
+
+def read_tokenizer_files(files: Any) -> Any:
+    """The fast tokenizer of a saved encoder, from its table of file names ->
+    bytes. The table comes from a file and is untrusted: every name must be a
+    plain file name (check_file_name) before anything is written, and the
+    files are written only into a fresh temporary directory, which is removed
+    afterwards."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    if not isinstance(files, dict):
+        raise ValueError(EncoderErrors.SAVED_TOKENIZER_TABLE.format(found=type(files).__name__))
+    for name, data in files.items():
+        check_file_name(name)
+        if not isinstance(data, bytes):
+            found = f"{name}: {type(data).__name__}"
+            raise ValueError(EncoderErrors.SAVED_TOKENIZER_TABLE.format(found=found))
+    if "tokenizer.json" not in files:
+        raise ValueError(EncoderErrors.SAVED_TOKENIZER_JSON_MISSING)
+    Tokenizer.from_str(files["tokenizer.json"].decode("utf8"))
+    with tempfile.TemporaryDirectory(prefix="tokclf-tokenizer-") as tmp:
+        for name, data in files.items():
+            # "xb": a fresh file, never one that is there already.
+            with open(os.path.join(tmp, name), "xb") as f:
+                f.write(data)
+        return AutoTokenizer.from_pretrained(tmp, use_fast=True, local_files_only=True)
+
+
+# Characters that make a name more than one file name: separators (POSIX and
+# Windows), a Windows drive or stream (":"), and NUL.
+_NOT_IN_FILE_NAMES = frozenset("/\\:\0")
+
+
+def check_file_name(name: Any) -> None:
+    """Raise unless `name` is a plain file name: a non-empty string without a
+    separator, ":" or NUL that is not "." or "..", so that joined to a
+    directory it names a file directly inside it."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(char in _NOT_IN_FILE_NAMES for char in name)
+        or os.path.basename(name) != name
+    ):
+        raise ValueError(EncoderErrors.SAVED_TOKENIZER_FILE_NAME.format(file=name))
 
 
 @contextmanager
