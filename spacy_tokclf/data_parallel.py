@@ -2,11 +2,17 @@
 the global batch, the gradients are summed across the processes
 (gradient_sync.GradientSync), and every process takes the same optimizer step.
 
-The gradient is the gradient of the loss on the global batch: a
-token_classifier's loss is a mean over the gold tokens of each task, so each
-process scales its gradient by its share of the global batch's gold tokens
-(GlobalBatchLoss; the counts are summed across processes first). Other
-trainable components' gradients are averaged across processes.
+The summed gradient is the one spaCy's training loop computes on the global
+batch: with `accumulate_gradient = k`, spaCy updates on each of the batch's
+sub-batches (`subdivide_batch`) and steps once, so the gradient is the SUM of
+the sub-batches' gradients. Here each sub-batch is sharded across the
+processes. A token_classifier's loss is a mean over the gold tokens of each
+task, so each process scales its gradient by its share of the sub-batch's gold
+tokens (GlobalBatchLoss; the counts are summed across processes first), and
+the sum over the processes is the gradient of the sub-batch's loss. The losses
+of spaCy's own trainable components are sums over the examples (their
+gradients are not divided by the batch size), so their gradients, and an
+upstream tok2vec's or transformer's behind listeners, are summed as they are.
 """
 from contextlib import contextmanager
 from timeit import default_timer as timer
@@ -25,13 +31,14 @@ from .pipeline import TokenClassifier
 
 class GlobalBatchLoss:
     """A token_classifier's loss on a shard, as its part of the loss on the
-    global batch: per task, the sum over the shard's gold tokens divided by the
-    global batch's gold tokens (not the shard's). Installed over the
-    component's get_loss while training; the gradients, summed over the ranks,
-    are then those of the global batch's loss.
+    sub-batch that the shard is cut from: per task, the sum over the shard's
+    gold tokens divided by the sub-batch's gold tokens (not the shard's).
+    Installed over the component's get_loss while training; the gradients,
+    summed over the ranks, are then those of the sub-batch's loss, which is
+    what one process's nlp.update on the sub-batch computes.
 
     get_loss computes the gradient (so missing annotation, unseen labels and
-    NaN checks stay as they are); it is scaled per task by n_shard / n_global.
+    NaN checks stay as they are); it is scaled per task by n_shard / n_sub_batch.
     """
 
     def __init__(self, pipe: TokenClassifier):
@@ -70,8 +77,9 @@ class GlobalBatchLoss:
 
 
 class DataParallel:
-    """One data-parallel training step of a pipeline: shard the global batch,
-    update on the shard, sum the gradients across ranks, step the optimizer.
+    """One data-parallel training step of a pipeline: cut the global batch
+    into spaCy's sub-batches, shard each, update on the shards, sum the
+    gradients across ranks, step the optimizer.
 
     nlp (Language): the initialized pipeline (the same config on every rank).
     exclude (Sequence[str]): frozen components.
@@ -105,6 +113,36 @@ class DataParallel:
             for name in self.losses:
                 procs[name].__dict__.pop("get_loss", None)
 
+    def sub_batches(
+        self, batch: Sequence[Example], accumulate_gradient: int
+    ) -> List[Tuple[List[Example], Dict[str, Dict[str, int]]]]:
+        """spacy train's sub-batches of a global batch (its own
+        `subdivide_batch`), each as this rank's shard and, per token_classifier
+        and task, the sub-batch's gold tokens (summed across ranks, all in one
+        all-reduce).
+
+        batch (Sequence[Example]): the global batch.
+        accumulate_gradient (int): as in spacy train.
+        RETURNS (List[Tuple[List[Example], Dict[str, Dict[str, int]]]]): per
+            sub-batch, the shard (empty where the sub-batch is smaller than the
+            world) and the gold token totals.
+        """
+        shards = [
+            shard_batch(sub, self.rank, self.world_size)
+            for sub in subdivide_batch(batch, accumulate_gradient)
+        ]
+        counts = [
+            (i, name, task, n)
+            for i, shard in enumerate(shards)
+            for name, loss in self.losses.items()
+            for task, n in loss.gold_counts(shard).items()
+        ]
+        sums = self.sync.all_reduce_values([n for *_, n in counts])
+        totals: List[Dict[str, Dict[str, int]]] = [{name: {} for name in self.losses} for _ in shards]
+        for (i, name, task, _), total in zip(counts, sums):
+            totals[i][name][task] = int(round(total))
+        return list(zip(shards, totals))
+
     def update(
         self,
         batch: Sequence[Example],
@@ -115,32 +153,34 @@ class DataParallel:
         accumulate_gradient: int = 1,
         annotates: Sequence[str] = (),
     ) -> Dict[str, float]:
-        """Train on this rank's shard of a global batch and take one optimizer
-        step with the gradient of the whole batch. Call it with the same batch
-        on every rank. The optimizer's schedules are not stepped.
+        """Train on this rank's shards of a global batch and take one
+        optimizer step with the gradient spacy train computes on the whole
+        batch: with accumulate_gradient = k, the SUM of the gradients of the
+        sub-batches that spaCy's `subdivide_batch` cuts (each sub-batch's loss
+        is its own mean, as with one nlp.update per sub-batch). Call it with
+        the same batch on every rank. The optimizer's schedules are not stepped.
 
         batch (Sequence[Example]): the global batch.
         drop (float): the dropout rate.
         sgd (Optimizer): the optimizer.
-        losses (Optional[Dict[str, float]]): the global batch's losses are added here.
-        accumulate_gradient (int): sub-batches per shard, as in spacy train.
+        losses (Optional[Dict[str, float]]): the step's losses are added here,
+            summed over the sub-batches as spacy train does.
+        accumulate_gradient (int): sub-batches per global batch, as in spacy train.
         annotates (Sequence[str]): components that set annotations on update.
         RETURNS (Dict[str, float]): the losses.
         """
         if losses is None:
             losses = {}
         start = timer()
-        shard = shard_batch(batch, self.rank, self.world_size)
-        counts = {name: loss.gold_counts(shard) for name, loss in self.losses.items()}
-        keys = [(name, task) for name, c in counts.items() for task in c]
-        totals = self.sync.all_reduce_values([counts[n][t] for n, t in keys])
-        for (name, task), total in zip(keys, totals):
-            self.losses[name].totals[task] = int(round(total))
         step_losses: Dict[str, float] = {}
         with self.weighted_losses():
-            for sub in subdivide_batch(shard, accumulate_gradient):
+            for shard, totals in self.sub_batches(batch, accumulate_gradient):
+                if not shard:  # a sub-batch smaller than the world
+                    continue
+                for name, loss in self.losses.items():
+                    loss.totals = totals[name]
                 self.nlp.update(
-                    sub,
+                    shard,
                     drop=drop,
                     losses=step_losses,
                     sgd=False,  # type: ignore[arg-type]
@@ -148,14 +188,9 @@ class DataParallel:
                     annotates=list(annotates),
                 )
         names = [name for name, _ in self.components]
-        # A token_classifier's shard losses add up to the global batch's loss;
-        # other components' losses are averaged.
-        scaled = [
-            step_losses.get(name, 0.0) * (1.0 if name in self.losses else 1.0 / self.world_size)
-            for name in names
-        ]
         updated = timer()
-        sums = self.sync.all_reduce_gradients(scaled)
+        # The shards' losses add up to the sub-batches' losses, as the gradients do.
+        sums = self.sync.all_reduce_gradients([step_losses.get(name, 0.0) for name in names])
         reduced = timer()
         for name, proc in self.components:
             proc.finish_update(sgd)

@@ -11,11 +11,16 @@ N processes (launched by torchrun, or by Ray Train's TorchTrainer, see
   thinc heads are summed across the processes (gradient_sync.py). Every
   process then takes the same optimizer step (data_parallel.py), so the
   parameters stay identical (checked at each evaluation and at the end).
-- The gradient is the gradient of the loss on the global batch: a
+- The gradient is the one `spacy train` computes on the global batch: the
+  sum of the gradients of its sub-batches (`accumulate_gradient`; one
+  sub-batch by default), each sharded across the processes. A
   token_classifier's loss is a mean over the gold tokens of each task, so each
-  process scales its gradient by its share of the global batch's gold tokens
-  (the counts are summed across processes first). Other trainable components'
-  gradients are averaged across processes.
+  process scales its gradient by its share of the sub-batch's gold tokens (the
+  counts are summed across processes first). spaCy's own components' losses
+  are sums over the examples, and an upstream tok2vec or transformer gets its
+  gradient from its listeners: every gradient is summed, none averaged.
+- Dropout masks differ between the ranks (seeded with seed + rank on every
+  device); the shuffling does not.
 - Only rank 0 evaluates and writes model-best and model-last, as `spacy train`
   does (same files, same meta).
 
@@ -36,8 +41,6 @@ from pathlib import Path
 from timeit import default_timer as timer
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
-import numpy
-import torch
 from spacy.language import Language
 from spacy.training.loop import (
     DIR_MODEL_BEST,
@@ -53,7 +56,7 @@ from wasabi import Printer
 
 from .data_parallel import DataParallel
 from .errors import ScaleErrors, error
-from .gradient_sync import BUCKET_MB, init_process_group, world
+from .gradient_sync import BUCKET_MB, init_process_group, seed_ranks, world
 
 # init_process_group and world are imported from here by launch scripts.
 __all__ = ["init_process_group", "train_distributed", "train_from_config", "train_ray", "world"]
@@ -108,11 +111,7 @@ def train_distributed(
     frozen = T["frozen_components"]
     parallel = DataParallel(nlp, exclude=frozen, bucket_mb=bucket_mb)
     parallel.sync.broadcast_parameters()
-    if seed is not None and rank > 0:
-        # Dropout masks differ between ranks; the shuffling (python's random)
-        # does not, so every rank builds the same global batches.
-        numpy.random.seed(seed + rank)
-        torch.manual_seed(seed + rank)
+    seed_ranks(seed, parallel.sync)
     evaluate = create_evaluation_callback(nlp, dev_corpus, T["score_weights"])
     batches = create_train_batches(nlp, train_corpus, T["batcher"], T["max_epochs"])
     # As spaCy's loop: a float, or a schedule to call next() on.

@@ -9,8 +9,17 @@
   the gradients are summed across the processes, in buckets of about 25 MB
   (one all_reduce per bucket, all of them in flight at once); and a checksum
   comparison tells whether every process holds the same values.
+- `seed_ranks()`: each rank's own dropout masks, the same global batches.
+
+Every gradient is summed, none averaged: each rank's gradient is its part of
+the gradient of the global batch (data_parallel.py weights a
+token_classifier's loss so; spaCy's own components' losses are sums over the
+examples). An upstream component behind listeners (spaCy's tok2vec,
+spacy-transformers' transformer) gets its gradient from its listeners' losses,
+so it is summed the same way as theirs.
 """
 import os
+import random
 from datetime import timedelta
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -18,11 +27,10 @@ import torch
 import torch.distributed as dist
 from spacy.language import Language
 from spacy.training import Example
-from thinc.api import PyTorchShim, xp2torch
+from thinc.api import PyTorchShim, fix_random_seed, xp2torch
 
 from .errors import ScaleErrors, error
 from .layers import HFEncoderShim
-from .pipeline import TokenClassifier
 
 BUCKET_MB = 25.0
 
@@ -94,11 +102,10 @@ class _Param:
     """One parameter: a torch one (of an encoder) or a thinc one (of a head),
     seen through torch tensors that share its memory."""
 
-    def __init__(self, torch_param: Any = None, node: Any = None, name: str = "", scale=1.0):
+    def __init__(self, torch_param: Any = None, node: Any = None, name: str = ""):
         self.torch_param = torch_param
         self.node = node
         self.name = name
-        self.scale = scale
 
     def value(self) -> torch.Tensor:
         if self.torch_param is not None:
@@ -136,10 +143,6 @@ class GradientSync:
         self.params: List[_Param] = []
         seen: Set[Any] = set()
         for name, proc in trainable_components(nlp, exclude):
-            # A token_classifier's loss is weighted by its share of the global
-            # batch's gold tokens (GlobalBatchLoss): its gradients are summed.
-            # Others are averaged.
-            scale = 1.0 if isinstance(proc, TokenClassifier) else 1.0 / self.world_size
             for node in proc.model.walk():
                 for shim in node.shims:
                     module = torch_module(shim)
@@ -147,11 +150,11 @@ class GradientSync:
                         for p in module.parameters():
                             if p.requires_grad and id(p) not in seen:
                                 seen.add(id(p))
-                                self.params.append(_Param(torch_param=p, scale=scale))
+                                self.params.append(_Param(torch_param=p))
                 for pname in node.param_names:
                     if (node.id, pname) not in seen and node.has_param(pname):
                         seen.add((node.id, pname))
-                        self.params.append(_Param(node=node, name=pname, scale=scale))
+                        self.params.append(_Param(node=node, name=pname))
         self.device = self.params[0].value().device if self.params else torch.device("cpu")
         # Values in the last gradient all-reduce (parameters that no rank
         # gave a gradient, such as an unused pooler, are left out).
@@ -175,16 +178,11 @@ class GradientSync:
         if bucket:
             yield bucket
 
-    def _collective(self, tensors: List[torch.Tensor], op: Callable, scales=None) -> None:
+    def _collective(self, tensors: List[torch.Tensor], op: Callable) -> None:
         """Run op on flattened buckets of tensors (all in flight), then copy back."""
         pending = []
         for bucket in self._buckets(tensors):
-            parts = []
-            for i in bucket:
-                flat = tensors[i].reshape(-1)
-                if scales is not None and scales[i] != 1.0:
-                    flat = flat * scales[i]
-                parts.append(flat)
+            parts = [tensors[i].reshape(-1) for i in bucket]
             buffer = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
             pending.append((bucket, buffer, op(buffer)))
         for bucket, buffer, work in pending:
@@ -205,8 +203,8 @@ class GradientSync:
         )
 
     def all_reduce_gradients(self, extra: Sequence[float] = ()) -> List[float]:
-        """Sum the gradients across ranks (each scaled first: see __init__),
-        in place; parameters that have a gradient on no rank keep none.
+        """Sum the gradients across ranks, in place; parameters that have a
+        gradient on no rank keep none.
 
         extra (Sequence[float]): values to sum across ranks in the same call
             as the gradient mask (the step's losses).
@@ -215,9 +213,6 @@ class GradientSync:
         if self.world_size == 1:
             active = [p for p in self.params if p.has_grad()]
             self.reduced_values = sum(p.value().numel() for p in active)
-            for p in active:
-                if p.scale != 1.0:
-                    p.grad().mul_(p.scale)
             return list(extra)
         # Which parameters have a gradient on some rank (a rank whose shard
         # is empty has none), and the step's values, in one small call.
@@ -231,11 +226,7 @@ class GradientSync:
         mask, sums = values[: len(self.params)], values[len(self.params) :]
         active = [p for p, m in zip(self.params, mask) if m > 0]
         self.reduced_values = sum(p.value().numel() for p in active)
-        self._collective(
-            [p.grad() for p in active],
-            lambda b: dist.all_reduce(b, async_op=True),
-            scales=[p.scale for p in active],
-        )
+        self._collective([p.grad() for p in active], lambda b: dist.all_reduce(b, async_op=True))
         return sums
 
     def all_reduce_values(self, values: Sequence[float]) -> List[float]:
@@ -270,6 +261,27 @@ class GradientSync:
         diff = self.divergence()
         if diff != 0.0:
             raise RuntimeError(error(ScaleErrors.RANKS_DIFFER, diff=diff))
+
+
+def seed_ranks(seed: Optional[int], sync: GradientSync) -> None:
+    """Seed this rank's dropout, on any device, after the parameters are
+    broadcast: every generator that thinc's fix_random_seed seeds (numpy's,
+    torch's on the CPU and on every GPU, cupy's, which thinc's dropout draws
+    from on a GPU) gets seed + rank, all but python's random, which shuffles
+    the training data and must build the same global batches on every rank.
+    Rank 0 keeps the state that spacy train would have. Without a seed, every
+    rank seeds python's random with rank 0's draw.
+
+    seed (Optional[int]): [training] seed, the same on every rank.
+    sync (GradientSync): the process group's parameters (for the broadcast).
+    """
+    if seed is None:
+        (shared,) = sync.broadcast_values([random.randrange(2**31)])
+        random.seed(int(shared))
+    elif sync.rank > 0:
+        state = random.getstate()
+        fix_random_seed(seed + sync.rank)
+        random.setstate(state)
 
 
 def trainable_components(nlp: Language, exclude: Sequence[str] = ()) -> List[Tuple[str, Any]]:

@@ -107,14 +107,16 @@ def _plain_mean_of_ranks() -> None:
         return type(self.pipe).get_loss(self.pipe, list(examples), scores)
 
     GlobalBatchLoss.__call__ = plain_loss
-    init = GradientSync.__init__
+    all_reduce = GradientSync.all_reduce_gradients
 
-    def averaging_init(self, nlp, **kwargs):
-        init(self, nlp, **kwargs)
+    def averaging_all_reduce(self, extra=()):
+        sums = all_reduce(self, extra)
         for p in self.params:
-            p.scale = 1.0 / self.world_size
+            if p.has_grad():
+                p.grad().div_(self.world_size)
+        return sums
 
-    GradientSync.__init__ = averaging_init
+    GradientSync.all_reduce_gradients = averaging_all_reduce
 
 
 def _load(path: Path) -> list:
