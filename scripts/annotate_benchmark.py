@@ -63,7 +63,10 @@ def build_model(path: Path, docs) -> Path:
     return path
 
 
-def run(engine: str, workers: int, model: Path, src: Path, out: Path, batch_size: int, threads: int):
+def run(
+    engine: str, workers: int, model: Path, src: Path, out: Path, batch_size: int, threads: int,
+    checkpoint_rows: int,
+):  # fmt: skip
     """Annotate src; RETURNS the run's Counts (seconds, first batch, steady rate)."""
     from spacy_tokclf.annotate import annotate_local
     from spacy_tokclf.annotate_ray import annotate_ray
@@ -73,11 +76,11 @@ def run(engine: str, workers: int, model: Path, src: Path, out: Path, batch_size
         nlp = spacy.load(model)
         return annotate_local(
             nlp, src, out, n_process=workers, batch_size=batch_size, threads=threads,
-            progress=False, log=quiet,
+            checkpoint_rows=checkpoint_rows, progress=False, log=quiet,
         )  # fmt: skip
     return annotate_ray(
         str(model), src, out, workers=workers, batch_size=batch_size,
-        cpus_per_worker=threads, progress=False, log=quiet,
+        cpus_per_worker=threads, checkpoint_rows=checkpoint_rows, progress=False, log=quiet,
     )  # fmt: skip
 
 
@@ -105,7 +108,9 @@ def main(args) -> None:
             for engine, workers in configs:
                 load = os.getloadavg()[0]
                 out = tmp / f"{engine}{workers}.jsonl"
-                counts = run(engine, workers, model, src, out, args.batch_size, args.threads)
+                counts = run(
+                    engine, workers, model, src, out, args.batch_size, args.threads, args.checkpoint_rows
+                )
                 output = out.read_bytes()
                 if engine == "local" and workers not in local_outputs:
                     local_outputs[workers] = output
@@ -113,10 +118,10 @@ def main(args) -> None:
                     "rep": rep,
                     "engine": engine,
                     "workers": workers,
-                    "docs": counts.rows,
+                    "docs": counts.read,
                     "seconds": round(counts.seconds, 2),
                     "first_batch_s": round(counts.first_seconds, 2),
-                    "end_to_end_docs_s": round(counts.rows / counts.seconds, 1),
+                    "end_to_end_docs_s": round(counts.read / counts.seconds, 1),
                     "steady_docs_s": round(counts.steady_rate, 1),
                     "same_output_as_local": output == local_outputs[workers],
                     "load_before": round(load, 2),
@@ -142,6 +147,7 @@ def main(args) -> None:
         "model": model_note,
         "input": f"first {len(docs)} CoNLL-2003 dev sentences ({n_words} words), JSONL",
         "batch_size": args.batch_size,
+        "checkpoint_rows": args.checkpoint_rows,
         "threads_per_worker": args.threads,
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -178,6 +184,10 @@ if __name__ == "__main__":
     parser.add_argument("--n-docs", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument(
+        "--checkpoint-rows", type=int, default=1024,
+        help="rows per part (tokclf-annotate --checkpoint-rows): per Ray actor call",
+    )  # fmt: skip
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="results/annotate")

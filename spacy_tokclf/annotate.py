@@ -1,40 +1,63 @@
 """Corpus annotation, the local engine: input rows -> output rows with
-entities and tags, by nlp.pipe in this process or in worker processes.
+entities and tags, in this process or in worker processes.
 
 `python -m spacy tokclf-annotate MODEL INPUT OUTPUT` runs here (--engine
-local) or on Ray (annotate_ray.py, --engine ray). Both engines read through
-annotate_input.py, annotate chunks with `annotate_chunk` and write through
-annotate_output.py, so they give the same rows (the formats are described
+local) or on Ray (annotate_ray.py, --engine ray). Both engines read units
+through annotate_input.py, annotate each chunk with `annotate_chunk`, turn a
+unit's rows into a part file with annotate_output.Part and write it through
+annotate_resume.py, so they give the same rows (the formats are described
 there); `Counts` is what both report at the end.
 
-Both engines annotate the same units: chunks of `batch_size` consecutive rows
-of one file, each one `nlp.pipe` batch (rows with an error take part as empty
-docs, which the encoder never sees). A transformer's floating point results
-depend a little on which docs share a batch; with the same batches, the
-engines' scores are the same to the last bit.
+Each chunk (`batch_size` consecutive rows of one file) is one `nlp.pipe`
+batch, inside `nlp.memory_zone()`: the strings of its docs leave the vocab
+with them, so a long run does not grow with every new word (rows with an
+error take part as empty docs, which the encoder never sees). A
+transformer's floating point results depend a little on which docs share a
+batch; with the same batches, the engines' scores are the same to the last bit.
 """
 import os
 import time
+from array import array
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import tee
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import DocBin
 
-from .annotate_input import InputRow, chunk_texts, file_chunks, input_files, within_length
-from .annotate_output import OutputSpec, Writer, output_format, output_row, output_spec, tag_doc
+from .annotate_input import (
+    InputRow,
+    Unit,
+    chunk_texts,
+    file_name,
+    input_files,
+    input_format,
+    read_units,
+    repeated_ids,
+    row_key,
+    within_length,
+)
+from .annotate_output import OutputSpec, Part, Tally, add_to_docbin, output_format, output_row, output_spec
+from .annotate_resume import Key, PartialOutput
+from .errors import ScaleErrors, error
+
+# Rows per part file (a multiple of the batch size): what --resume keeps of
+# a killed run, and what a Ray actor takes at a time.
+CHECKPOINT_ROWS = 1024
 
 
 @dataclass
 class Counts:
-    """Rows read, rows annotated, rows with an error (by reason), entities."""
+    """Rows read and written by this run (and kept from an earlier one with
+    --resume), repeated ids, timing."""
 
-    rows: int = 0
-    annotated: int = 0
-    entities: int = 0
-    errors: Dict[str, int] = field(default_factory=dict)
+    read: int = 0
+    resumed: int = 0
+    written: Tally = field(default_factory=Tally)
+    duplicates: int = 0
+    duplicate_examples: List[str] = field(default_factory=list)
     # Wall time of the run; when the first batch was done (time.time(), on
     # whichever worker) and its rows, and when the last one was: the start
     # (worker processes or actors, pipeline loading) before, the steady rate
@@ -44,12 +67,14 @@ class Counts:
     first_done_at: Optional[float] = None
     first_rows: int = 0
     last_done_at: Optional[float] = None
+    done_rows: int = 0
 
-    def batch_done(self, rows: int) -> None:
-        now = time.time()
-        if self.first_done_at is None:
+    def batch_done(self, rows: int, at: Optional[float] = None) -> None:
+        now = time.time() if at is None else at
+        if self.first_done_at is None or now < self.first_done_at:
             self.first_done_at, self.first_rows = now, rows
-        self.last_done_at = now
+        self.last_done_at = max(self.last_done_at or now, now)
+        self.done_rows += rows
 
     @property
     def first_seconds(self) -> Optional[float]:
@@ -62,53 +87,94 @@ class Counts:
         first, last = self.first_done_at, self.last_done_at
         if first is None or last is None or last <= first:
             return None
-        return (self.rows - self.first_rows) / (last - first)
-
-    def add_rows(self, rows: Iterable[Dict[str, Any]]) -> None:
-        for row in rows:
-            self.rows += 1
-            if row["error"] is None:
-                self.annotated += 1
-                self.entities += len(row.get("entities") or ())
-            else:
-                reason = row["error"].split(":", 1)[0]
-                self.errors[reason] = self.errors.get(reason, 0) + 1
-
-    def merge(self, other: "Counts") -> None:
-        self.rows += other.rows
-        self.annotated += other.annotated
-        self.entities += other.entities
-        for reason, n in other.errors.items():
-            self.errors[reason] = self.errors.get(reason, 0) + n
-        if other.first_done_at is not None:
-            if self.first_done_at is None or other.first_done_at < self.first_done_at:
-                self.first_done_at, self.first_rows = other.first_done_at, other.first_rows
-            self.last_done_at = max(self.last_done_at or 0.0, other.last_done_at or 0.0)
+        return (self.done_rows - self.first_rows) / (last - first)
 
     def lines(self) -> List[str]:
-        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+        rate = self.read / self.seconds if self.seconds > 0 else 0.0
         timing = f"{self.seconds:.1f} s, {rate:.1f} docs/s"
         if self.steady_rate is not None:
             timing += (
                 f" (first batch done after {self.first_seconds:.1f} s, then "
                 f"{self.steady_rate:.1f} docs/s)"
             )
+        written = self.written
         out = [
-            f"{self.rows} rows in, {self.rows} rows out: {self.annotated} annotated, "
-            f"{sum(self.errors.values())} with an error; {self.entities} entities",
+            f"{self.read} rows read, {written.rows} rows written: {written.annotated} annotated, "
+            f"{written.failed} failed (written as error rows); {written.entities} entities",
             timing,
         ]
-        out += [f"error '{reason}': {n} rows" for reason, n in sorted(self.errors.items())]
+        if self.resumed:
+            out.insert(1, f"{self.resumed} rows kept from the earlier run (--resume)")
+        out += [f"error '{reason}': {n} rows" for reason, n in sorted(written.errors.items())]
+        if self.duplicates:
+            examples = ", ".join(self.duplicate_examples)
+            out.append(error(ScaleErrors.DUPLICATE_IDS, n=self.duplicates, examples=examples))
         return out
 
 
+class RowKeys:
+    """The (file, id) keys of every row read, 8 bytes a row, for finding
+    repeated ids at the end."""
+
+    def __init__(self) -> None:
+        self.keys = array("Q")
+
+    def add(self, name: Optional[str], row: InputRow) -> None:
+        self.keys.append(row_key(name, row.id))
+
+    def repeated(self) -> Tuple[int, List[int]]:
+        """(rows that repeat an earlier row's key, the keys repeated)."""
+        import numpy
+
+        values, n = numpy.unique(numpy.frombuffer(self.keys, dtype=numpy.uint64), return_counts=True)
+        return int(len(self.keys) - len(values)), [int(v) for v in values[n > 1]]
+
+
 def annotate_chunk(
-    nlp: Language, chunk: List[InputRow], spec: OutputSpec, name: Optional[str], batch_size: int
-) -> List[dict]:
-    """Annotate one chunk (at most batch_size rows) as one nlp.pipe batch."""
+    nlp: Language,
+    chunk: List[InputRow],
+    spec: OutputSpec,
+    name: Optional[str],
+    batch_size: int,
+    docbin: bool = False,
+) -> Tuple[List[dict], Optional[bytes]]:
+    """Annotate one chunk (at most batch_size rows) as one nlp.pipe batch,
+    inside a memory zone. RETURNS the output rows, and for DocBin output the
+    chunk's DocBin bytes (made before the zone ends: the docs' strings go with it)."""
     chunk = within_length(chunk, nlp.max_length)
-    docs = nlp.pipe(chunk_texts(chunk), batch_size=batch_size)
-    return [output_row(doc, row, spec, name) for doc, row in zip(docs, chunk)]
+    rows: List[dict] = []
+    bin_ = DocBin(store_user_data=True) if docbin else None
+    with nlp.memory_zone():
+        docs = nlp.pipe(chunk_texts(chunk), batch_size=batch_size)
+        for doc, row in zip(docs, chunk):
+            out = output_row(doc, row, spec, name)
+            rows.append(add_to_docbin(bin_, doc, out, spec) if bin_ is not None else out)
+        data = bin_.to_bytes() if bin_ is not None else None
+    return rows, data
+
+
+def annotate_unit(nlp: Language, unit: Unit, spec: OutputSpec, fmt: str, batch_size: int) -> Part:
+    """Annotate a unit's chunks, in order, into its part."""
+    part = Part(fmt=fmt, spec=spec)
+    for chunk in unit.chunks:
+        part.add(*annotate_chunk(nlp, chunk, spec, unit.name, batch_size, fmt == "docbin"))
+    return part
+
+
+def iter_units(
+    files: List[Path], root: Path, batch_size: int, unit_chunks: int, **kwargs: Any
+) -> Iterator[Unit]:
+    """The units of every input file, in input order (kwargs: read_units')."""
+    for index, path in enumerate(files):
+        with open(path, "rb") as f:
+            yield from read_units(
+                f, input_format(path), index, file_name(path, root), batch_size, unit_chunks, **kwargs
+            )
+
+
+def unit_chunks(batch_size: int, checkpoint_rows: int) -> int:
+    """Chunks per unit: checkpoint_rows in whole batches, at least one."""
+    return max(1, checkpoint_rows // batch_size)
 
 
 def annotate_local(
@@ -122,21 +188,25 @@ def annotate_local(
     threads: Optional[int] = None,
     text_field: str = "text",
     id_field: str = "id",
+    resume: bool = False,
+    checkpoint_rows: int = CHECKPOINT_ROWS,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Counts:
-    """Annotate a corpus with nlp.pipe in this process or in n_process
-    worker processes.
+    """Annotate a corpus in this process or in n_process worker processes.
 
     nlp (Language): the pipeline.
     inputs (Path): a file or a directory of files.
-    output (Path): a file (.jsonl, .parquet, .spacy) or, with fmt, a directory.
+    output (Path): a file (.jsonl, .parquet, .spacy) or, with fmt, a
+        directory; written under its name only when complete.
     fmt (Optional[str]): 'jsonl', 'parquet' or 'docbin'; None: from the suffix.
-    n_process (int): worker processes (nlp.pipe's n_process).
+    n_process (int): worker processes.
     batch_size (int): rows per batch.
     threads (Optional[int]): torch threads per process; None: the cores
         divided by n_process (default_threads).
     text_field (str), id_field (str): where the text and id are.
+    resume (bool): continue the killed run that wrote the partial output.
+    checkpoint_rows (int): rows per part (rounded down to whole batches).
     progress (bool): show a progress bar (docs, docs/s).
     log (Callable[[str], None]): where the counts are printed.
     RETURNS (Counts): the counts.
@@ -144,66 +214,124 @@ def annotate_local(
     fmt = output_format(output, fmt)
     files = input_files(inputs)
     spec = output_spec(nlp, files, inputs, id_field)
+    n_chunks = unit_chunks(batch_size, checkpoint_rows)
+    partial = PartialOutput(
+        inputs=inputs, files=files, output=output, fmt=fmt, spec=spec, resume=resume, log=log,
+        settings=run_settings(batch_size, n_chunks, text_field, id_field),
+    )  # fmt: skip
+    kept = partial.open()
     counts = Counts(started_at=time.time())
     start = time.perf_counter()
-    # Each file's last chunk is padded with empty docs to batch_size, so that
-    # nlp.pipe's batches are the chunks the Ray engine annotates.
-    padded = _padded_stream(files, inputs, batch_size, text_field, id_field, nlp.max_length)
-    texts, metas = tee(padded)
+    keys = RowKeys()
+    expected: Set[Key] = set()
+    units = iter_units(
+        files, Path(inputs), batch_size, n_chunks, text_field=text_field, id_field=id_field,
+        on_row=keys.add,
+    )  # fmt: skip
+    work = _chunks_to_do(units, set(kept), counts, expected)
     bar = _progress_bar(progress)
-    writer = Writer(output, fmt, spec)
     saved = _set_torch_threads(threads or default_threads(n_process))
     try:
-        docs = nlp.pipe((t for t, _ in texts), batch_size=batch_size, n_process=n_process)
-        pending: List[Tuple[Doc, InputRow, Optional[str], bool]] = []
-        for doc, (_, meta) in zip(docs, metas):
-            if meta is None:
-                continue  # padding
-            pending.append((doc, *meta))
-            if meta[2]:  # the chunk's last row
-                _write_pending(writer, pending, spec, counts)
-                counts.batch_done(len(pending))
-                bar.update(len(pending))
-                pending = []
+        results = _annotated(nlp, work, spec, batch_size, fmt, n_process, saved.n_now)
+        part = Part(fmt=fmt, spec=spec)
+        for (unit, i, chunk), result in results:
+            part.add(*result)
+            counts.batch_done(len(chunk))
+            bar.update(len(chunk))
+            if i == len(unit.chunks) - 1:
+                partial.commit(unit.key, part.to_bytes())
+                counts.written.merge(part.tally)
+                part = Part(fmt=fmt, spec=spec)
     finally:
         saved.restore()
         bar.close()
-        writer.close()
+    partial.finish(expected)
     counts.seconds = time.perf_counter() - start
+    find_repeated_ids(counts, keys, files, Path(inputs), text_field, id_field)
     for line in counts.lines():
         log(line)
     return counts
 
 
-def _padded_stream(
-    files: List[Path],
-    root: Path,
+def run_settings(batch_size: int, n_chunks: int, text_field: str, id_field: str) -> Dict[str, Any]:
+    """What the parts depend on, besides the format, pipeline and input."""
+    return {
+        "batch_size": batch_size,
+        "unit_chunks": n_chunks,
+        "text_field": text_field,
+        "id_field": id_field,
+    }
+
+
+def find_repeated_ids(
+    counts: Counts, keys: RowKeys, files: List[Path], root: Path, text_field: str, id_field: str
+) -> None:
+    counts.duplicates, repeated = keys.repeated()
+    if repeated:
+        counts.duplicate_examples = repeated_ids(
+            files, root, repeated, text_field=text_field, id_field=id_field
+        )
+
+
+WorkItem = Tuple[Unit, int, List[InputRow]]
+
+
+def _chunks_to_do(
+    units: Iterator[Unit], kept: Set[Key], counts: Counts, expected: Set[Key]
+) -> Iterator[WorkItem]:
+    """(unit, chunk number, chunk) of each unit without a kept part."""
+    for unit in units:
+        expected.add(unit.key)
+        if unit.key in kept:
+            counts.resumed += unit.n_rows
+            continue
+        counts.read += unit.n_rows
+        for i, chunk in enumerate(unit.chunks):
+            yield unit, i, chunk
+
+
+def _annotated(
+    nlp: Language,
+    work: Iterator[WorkItem],
+    spec: OutputSpec,
     batch_size: int,
-    text_field: str,
-    id_field: str,
-    max_length: int,
-) -> Iterator[Tuple[str, Optional[Tuple[InputRow, Optional[str], bool]]]]:
-    """(text, (row, file name, last row of its chunk) or None for padding)."""
-    for path in files:
-        for name, chunk in file_chunks(
-            path, root, batch_size, text_field=text_field, id_field=id_field
-        ):
-            chunk = within_length(chunk, max_length)
-            for i, (text, row) in enumerate(zip(chunk_texts(chunk), chunk)):
-                yield text, (row, name, i == len(chunk) - 1)
-            for _ in range(batch_size - len(chunk)):
-                yield "", None
+    fmt: str,
+    n_process: int,
+    threads: int,
+) -> Iterator[Tuple[WorkItem, Tuple[List[dict], Optional[bytes]]]]:
+    """(item, annotate_chunk's result) in order: here, or in n_process
+    worker processes with at most two chunks each in flight."""
+    docbin = fmt == "docbin"
+    if n_process <= 1:
+        for item in work:
+            yield item, annotate_chunk(nlp, item[2], spec, item[0].name, batch_size, docbin)
+        return
+    with ProcessPoolExecutor(n_process, initializer=_init_worker, initargs=(nlp, threads)) as pool:
+        pending: deque = deque()
+        for item in work:
+            pending.append((item, pool.submit(_worker_chunk, item[2], spec, item[0].name, batch_size, docbin)))
+            if len(pending) >= 2 * n_process:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
-def _write_pending(writer: Writer, pending: list, spec: OutputSpec, counts: Counts) -> None:
-    rows = [output_row(doc, row, spec, name) for doc, row, name, _ in pending]
-    counts.add_rows(rows)
-    if writer.fmt == "docbin":
-        for (doc, *_), row in zip(pending, rows):
-            tag_doc(doc, row)
-        writer.write_docs(doc for doc, *_ in pending)
-    else:
-        writer.write_rows(rows)
+_WORKER: Dict[str, Language] = {}
+
+
+def _init_worker(nlp: Language, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["nlp"] = nlp
+
+
+def _worker_chunk(
+    chunk: List[InputRow], spec: OutputSpec, name: Optional[str], batch_size: int, docbin: bool
+) -> Tuple[List[dict], Optional[bytes]]:
+    return annotate_chunk(_WORKER["nlp"], chunk, spec, name, batch_size, docbin)
 
 
 def default_threads(workers: int) -> int:
@@ -212,9 +340,10 @@ def default_threads(workers: int) -> int:
 
 
 class _Threads:
-    def __init__(self, n: int, env: Optional[str]):
+    def __init__(self, n: int, env: Optional[str], n_now: int):
         self.n = n
         self.env = env
+        self.n_now = n_now
 
     def restore(self) -> None:
         import torch
@@ -227,14 +356,14 @@ class _Threads:
 
 
 def _set_torch_threads(n: int) -> _Threads:
-    """Use n torch threads here and in the worker processes nlp.pipe starts
-    (forked ones inherit torch's setting, spawned ones read OMP_NUM_THREADS).
-    The number of threads changes how torch's CPU kernels split their sums,
-    and so the last digits of the scores: the engines give the same output
-    with the same threads per worker."""
+    """Use n torch threads here and in the worker processes (forked ones
+    are told, spawned ones read OMP_NUM_THREADS). The number of threads
+    changes how torch's CPU kernels split their sums, and so the last digits
+    of the scores: the engines give the same output with the same threads
+    per worker."""
     import torch
 
-    saved = _Threads(torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+    saved = _Threads(torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"), n)
     torch.set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)
     return saved

@@ -1,26 +1,40 @@
-"""Writing annotated rows: docs -> output rows -> JSONL, Parquet or DocBin.
+"""Writing annotated rows: docs -> output rows -> part files (JSONL, Parquet
+or DocBin) -> one output file or a directory of part files.
 
 - Output: one row per input row, in input order: `id`, `file` (with a
   directory as input: the file's path relative to it), `entities`
   (start_char, end_char, label, score), `tags` (start_char, end_char, tag;
   pipelines that assign tags) and `error`: null, or why the row has no
   annotation.
-- `Writer` writes one file (or one part file of a directory); both engines
-  write through it, so they write the same bytes for the same rows.
+- `Part` turns one unit's rows into the bytes of a part file. A row that
+  cannot be written (a value JSON, Arrow or msgpack refuses) becomes an error
+  row there, and the rest of the unit is written. Both engines write through
+  it, so they write the same bytes for the same rows; `merge_parts` joins the
+  parts of a file output (annotate_resume.py decides where they live).
 """
+import io
 import json
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .annotate_input import JSONL_SUFFIXES, PARQUET_SUFFIXES, InputRow, input_format
+from .annotate_input import (
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIXES,
+    InputRow,
+    input_format,
+    safe_value,
+)
 from .errors import ScaleErrors, error
 from .pipeline import TokenClassifier
 
 OUTPUT_FORMATS = ("jsonl", "parquet", "docbin")
+PART_SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "docbin": ".spacy"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,37 @@ class OutputSpec:
     # Parquet ids) or "string" (anything else; JSON output keeps ids as read).
     id_type: str = "int64"
     with_file: bool = False
+
+
+@dataclass
+class Tally:
+    """Rows written, and of them: annotated, with an error (by reason), and
+    the entities of the annotated ones."""
+
+    rows: int = 0
+    annotated: int = 0
+    entities: int = 0
+    errors: Dict[str, int] = field(default_factory=dict)
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        if row["error"] is None:
+            self.annotated += 1
+            self.entities += len(row.get("entities") or ())
+        else:
+            reason = row["error"].split(":", 1)[0]
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def merge(self, other: "Tally") -> None:
+        self.rows += other.rows
+        self.annotated += other.annotated
+        self.entities += other.entities
+        for reason, n in other.errors.items():
+            self.errors[reason] = self.errors.get(reason, 0) + n
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
 
 
 def output_spec(nlp: Language, inputs: List[Path], root: Path, id_field: str = "id") -> OutputSpec:
@@ -100,6 +145,20 @@ def output_row(doc: Optional[Doc], row: InputRow, spec: OutputSpec, name: Option
     return out
 
 
+def error_row(row: dict, spec: OutputSpec, reason: str) -> dict:
+    """The row, without annotation, with `reason` as its error and its id
+    and file made writable."""
+    out: Dict[str, Any] = {"id": safe_value(row.get("id"))}
+    if spec.with_file:
+        out["file"] = safe_value(row.get("file"))
+    if spec.ents:
+        out["entities"] = None
+    if spec.tags:
+        out["tags"] = None
+    out["error"] = safe_value(reason)
+    return out
+
+
 def _entities(doc: Doc, spec: OutputSpec) -> List[dict]:
     scores: Dict[Tuple[int, int, str], float] = {}
     for key in spec.score_keys:
@@ -120,11 +179,20 @@ def _entities(doc: Doc, spec: OutputSpec) -> List[dict]:
     ]
 
 
-def tag_doc(doc: Doc, row: dict) -> None:
-    doc.user_data["id"] = row["id"]
-    doc.user_data["error"] = row["error"]
-    if "file" in row:
-        doc.user_data["file"] = row["file"]
+def add_to_docbin(docbin: DocBin, doc: Doc, row: dict, spec: OutputSpec) -> dict:
+    """Add the doc, with the row's id, error (and file) in its user_data, and
+    return the row as written: an empty doc and an error row where the
+    user_data cannot be serialized (DocBin.add would fail half way)."""
+    user_data = {key: row[key] for key in ("id", "error", "file") if key in row}
+    try:
+        srsly.msgpack_dumps(user_data)
+    except Exception as err:  # noqa: BLE001 - any value msgpack refuses is one bad row
+        row = error_row(row, spec, f"cannot be written to a DocBin: {type(err).__name__}: {err}")
+        user_data = {key: row[key] for key in ("id", "error", "file") if key in row}
+        doc = Doc(doc.vocab, words=[])
+    doc.user_data.update(user_data)
+    docbin.add(doc)
+    return row
 
 
 def output_format(output: Path, fmt: Optional[str]) -> str:
@@ -143,6 +211,12 @@ def output_format(output: Path, fmt: Optional[str]) -> str:
     if suffix == ".spacy":
         return "docbin"
     raise ValueError(error(ScaleErrors.OUTPUT_FORMAT_FROM_NAME, output=output))
+
+
+def output_is_dir(output: Path, fmt: str) -> bool:
+    """A name without a suffix, with --format jsonl or parquet, is a
+    directory of part files; anything else is one file."""
+    return fmt != "docbin" and not Path(output).suffix
 
 
 def arrow_schema(spec: OutputSpec) -> Any:
@@ -182,72 +256,122 @@ def to_arrow(rows: List[dict], spec: OutputSpec) -> Any:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def to_json_lines(rows: List[dict]) -> List[str]:
-    """Output rows as JSON lines (no newline)."""
-    return [json.dumps(row, ensure_ascii=False, default=str) for row in rows]
+class Part:
+    """One unit's output rows, turned into the bytes of a part file.
 
-
-class Writer:
-    """Writes a run's output: one file, or, for a directory, one part file.
-
-    The local engine and the Ray engine's single-file output both write
-    through it, so they write the same bytes for the same rows.
+    fmt (str): 'jsonl', 'parquet' or 'docbin'. spec (OutputSpec): the columns.
     """
 
-    def __init__(self, output: Path, fmt: str, spec: OutputSpec):
-        output = Path(output)
-        if fmt != "docbin" and not output.suffix:
-            output.mkdir(parents=True, exist_ok=True)
-            output = output / ("part-00000." + fmt)
-        else:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        self.path = output
+    def __init__(self, *, fmt: str, spec: OutputSpec):
         self.fmt = fmt
         self.spec = spec
-        self._file: Any = None
-        self._parquet: Any = None
-        self._docbin: Optional[DocBin] = None
-        if fmt == "jsonl":
-            self._file = open(output, "w", encoding="utf8")
-        elif fmt == "parquet":
+        self.tally = Tally()
+        self._lines: List[bytes] = []
+        self._rows: List[dict] = []
+        self._docbin = DocBin(store_user_data=True) if fmt == "docbin" else None
+
+    def add(self, rows: List[dict], docbin: Optional[bytes] = None) -> None:
+        """Add a chunk's rows (and for DocBin output, the chunk's DocBin
+        bytes, whose docs are already tagged by add_to_docbin)."""
+        if self.fmt == "jsonl":
+            rows = [self._add_line(row) for row in rows]
+        elif self.fmt == "parquet":
+            rows = self._writable_arrow(rows)
+            self._rows.extend(rows)
+        else:
+            assert self._docbin is not None and docbin is not None
+            self._docbin.merge(DocBin(store_user_data=True).from_bytes(docbin))
+        for row in rows:
+            self.tally.add(row)
+
+    def _add_line(self, row: dict) -> dict:
+        try:
+            self._lines.append(_json_line(row))
+        except (TypeError, ValueError, UnicodeError) as err:
+            row = error_row(row, self.spec, f"cannot be written as JSON: {type(err).__name__}: {err}")
+            self._lines.append(_json_line(row))
+        return row
+
+    def _writable_arrow(self, rows: List[dict]) -> List[dict]:
+        try:
+            to_arrow(rows, self.spec)
+            return rows
+        except Exception:  # noqa: BLE001 - find the rows Arrow refuses, one by one
+            return [self._arrow_row(row) for row in rows]
+
+    def _arrow_row(self, row: dict) -> dict:
+        try:
+            to_arrow([row], self.spec)
+            return row
+        except Exception as err:  # noqa: BLE001
+            bad = error_row(row, self.spec, f"cannot be written to Parquet: {type(err).__name__}: {err}")
+        try:
+            to_arrow([bad], self.spec)
+        except Exception:  # noqa: BLE001 - the id itself is what Arrow refuses
+            bad["id"] = None
+        return bad
+
+    def to_bytes(self) -> bytes:
+        """The part file's bytes."""
+        if self.fmt == "jsonl":
+            return b"".join(self._lines)
+        if self.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            self._parquet = pq.ParquetWriter(str(output), arrow_schema(spec))
-        else:
-            self._docbin = DocBin(store_user_data=True)
-
-    def write_rows(self, rows: List[dict]) -> None:
-        if self.fmt == "jsonl":
-            self.write_lines(to_json_lines(rows))
-        else:
-            self.write_table(to_arrow(rows, self.spec))
-
-    def write_lines(self, lines: Iterable[str]) -> None:
-        self._file.writelines(line + "\n" for line in lines)
-
-    def write_table(self, table: Any) -> None:
-        if table.num_rows:
-            self._parquet.write_table(table)
-
-    def write_docs(self, docs: Iterable[Doc]) -> None:
+            buffer = io.BytesIO()
+            pq.write_table(to_arrow(self._rows, self.spec), buffer)
+            return buffer.getvalue()
         assert self._docbin is not None
-        for doc in docs:
-            self._docbin.add(doc)
+        return self._docbin.to_bytes()
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._docbin is not None:
-            self._docbin.to_disk(self.path)
+
+def _json_line(row: dict) -> bytes:
+    return (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf8")
+
+
+def merge_parts(parts: Iterable[Path], fmt: str, spec: OutputSpec, dest: Path) -> None:
+    """Join part files, in order, into one output file `dest`."""
+    if fmt == "jsonl":
+        with open(dest, "wb") as out:
+            for path in parts:
+                with open(path, "rb") as f:
+                    shutil.copyfileobj(f, out)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(str(dest), arrow_schema(spec)) as writer:
+            for path in parts:
+                table = pq.read_table(path)
+                if table.num_rows:
+                    writer.write_table(table)
+    else:
+        docbin = DocBin(store_user_data=True)
+        for path in parts:
+            docbin.merge(DocBin(store_user_data=True).from_bytes(Path(path).read_bytes()))
+        Path(dest).write_bytes(docbin.to_bytes())
+
+
+def part_rows(path: Path, fmt: str) -> int:
+    """The number of rows in a part file."""
+    if fmt == "jsonl":
+        with open(path, "rb") as f:
+            return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return len(DocBin(store_user_data=True).from_bytes(Path(path).read_bytes()))
 
 
 def read_output(path: Path) -> List[dict]:
-    """The rows of an output file or directory (files in sorted order), as
-    dicts: for comparing outputs and for tests."""
+    """The rows of a JSONL or Parquet output file or directory (its part
+    files in sorted order), as dicts: for comparing outputs and for tests."""
     path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    )
     rows: List[dict] = []
     for p in files:
         fmt = input_format(p)
@@ -255,7 +379,7 @@ def read_output(path: Path) -> List[dict]:
             import pyarrow.parquet as pq
 
             rows.extend(pq.read_table(p).to_pylist())
-        elif fmt == "jsonl":
+        elif fmt in ("jsonl", "json"):
             with open(p, encoding="utf8") as f:
                 rows.extend(json.loads(line) for line in f if line.strip())
     return rows

@@ -1,30 +1,40 @@
 """`tokclf-annotate --engine ray`: corpus annotation on a Ray cluster.
 
 Ray Data reads the input files in parallel (one read task per group of
-files), a pool of actors annotates (each loads the pipeline once), and the
-rows are written by the workers (a directory: write_parquet, or JSON lines
-through a file datasink) or streamed back, in order, to one output file.
+files) into units (annotate_input.Unit), and a pool of actors (each loads the
+pipeline once) annotates each unit into its part file. For a directory
+output the actors write the parts themselves (into the partial directory,
+which must be on a file system every node shares); for a file output they
+send them back and this process writes them. Either way, the parts are
+joined or renamed into place only when there is one for every unit
+(annotate_resume.py), so a retried unit is written and counted once, and
+--resume skips the units an earlier run finished.
 
 Needs the `ray` extra (pip install "spacy-tokclf[ray]"); nothing else in the
 package imports this module.
 """
+import json
 import os
 import pickle
 import time
+from array import array
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from .annotate import Counts, annotate_chunk, default_threads
-from .annotate_input import chunked, input_files, input_format, read_rows
-from .annotate_output import (
-    OutputSpec,
-    Writer,
-    arrow_schema,
-    output_format,
-    output_spec,
-    to_arrow,
-    to_json_lines,
+from .annotate import (
+    CHECKPOINT_ROWS,
+    Counts,
+    RowKeys,
+    annotate_unit,
+    default_threads,
+    find_repeated_ids,
+    run_settings,
+    unit_chunks,
 )
+from .annotate_input import Unit, file_name, input_files, input_format, read_units, row_key
+from .annotate_output import OutputSpec, Tally, output_format, output_spec
+from .annotate_resume import Key, PartialOutput, write_part
 from .errors import ScaleErrors, error
 
 
@@ -38,45 +48,53 @@ def require_ray() -> Any:
     return ray
 
 
-def _chunk_datasource(paths: List[str], root: str, batch_size: int, text_field: str, id_field: str):
-    """A Ray Data datasource whose rows are chunks of batch_size input rows of
-    one file (file, chunk number, pickled InputRows): the units both engines
-    annotate."""
+def _unit_datasource(
+    files: List[Path], root: Path, batch_size: int, n_chunks: int, text_field: str, id_field: str, kept: Set[Key]
+):
+    """A Ray Data datasource whose rows are units: (file index, unit index,
+    file name, rows, whether a kept part has it, pickled chunks, row keys).
+    A kept unit is read (its ids count for repeated ids) but not sent on."""
     import pyarrow as pa
     from ray.data.datasource import FileBasedDatasource
 
-    class ChunkDatasource(FileBasedDatasource):
+    index = {str(Path(p).resolve()): i for i, p in enumerate(files)}
+    schema = pa.schema(
+        [("file_index", pa.int64()), ("unit", pa.int64()), ("name", pa.string()),
+         ("n_rows", pa.int64()), ("skip", pa.bool_()), ("chunks", pa.binary()),
+         ("keys", pa.binary())]
+    )  # fmt: skip
+
+    class UnitDatasource(FileBasedDatasource):
         def _open_input_source(self, filesystem, path, **open_args):
             if input_format(Path(path)) == "parquet":
                 return filesystem.open_input_file(path)  # Parquet needs to seek
             return super()._open_input_source(filesystem, path, **open_args)
 
         def _read_stream(self, f, path):
-            name = Path(path).relative_to(root).as_posix() if Path(root).is_dir() else None
-            rows = read_rows(f, input_format(Path(path)), text_field=text_field, id_field=id_field)
-            for i, chunk in enumerate(chunked(rows, batch_size)):
-                yield pa.table(
-                    {"file": [name], "chunk": [i], "rows": [pickle.dumps(chunk)]},
-                    schema=pa.schema(
-                        [("file", pa.string()), ("chunk", pa.int64()), ("rows", pa.binary())]
-                    ),
-                )
+            name = file_name(Path(path), root)
+            units = read_units(
+                f, input_format(Path(path)), index[str(Path(path).resolve())], name,
+                batch_size, n_chunks, text_field=text_field, id_field=id_field,
+            )  # fmt: skip
+            for unit in units:
+                keys = array("Q", (row_key(name, row.id) for chunk in unit.chunks for row in chunk))
+                skip = unit.key in kept
+                record = {
+                    "file_index": [unit.file_index], "unit": [unit.index], "name": [name],
+                    "n_rows": [unit.n_rows], "skip": [skip],
+                    "chunks": [b"" if skip else pickle.dumps(unit.chunks)], "keys": [keys.tobytes()],
+                }  # fmt: skip
+                yield pa.table(record, schema=schema)
 
-    return ChunkDatasource(paths)
+    return UnitDatasource([str(p) for p in files])
 
 
 class Annotator:
     """The Ray Data callable class: loads the pipeline once per actor, then
-    annotates chunks into output rows (JSON lines or Arrow columns)."""
+    annotates units into parts, which it writes (parts_dir) or returns."""
 
     def __init__(
-        self,
-        model: str,
-        spec: OutputSpec,
-        fmt: str,
-        batch_size: int,
-        threads: int,
-        counter: Any = None,
+        self, model: str, spec: OutputSpec, fmt: str, batch_size: int, threads: int, parts_dir: Optional[str]
     ):
         import spacy
         import torch
@@ -90,58 +108,29 @@ class Annotator:
         self.spec = spec
         self.fmt = fmt
         self.batch_size = batch_size
-        self.counter = counter
+        self.parts_dir = parts_dir
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        rows: List[dict] = []
-        for name, data in zip(batch.column("file").to_pylist(), batch.column("rows").to_pylist()):
-            chunk = pickle.loads(data)
-            rows.extend(annotate_chunk(self.nlp, chunk, self.spec, name, self.batch_size))
-        if self.counter is not None:
-            counts = Counts()
-            counts.add_rows(rows)
-            counts.batch_done(len(rows))
-            # Waited for, so that the driver's final count sees every batch.
-            import ray
-
-            ray.get(self.counter.add.remote(counts))
-        if self.fmt == "jsonl":
-            return pa.table({"line": pa.array(to_json_lines(rows), pa.string())})
-        return to_arrow(rows, self.spec)
-
-
-def _counter_class(ray: Any) -> Any:
-    @ray.remote(num_cpus=0)
-    class Counter:
-        def __init__(self):
-            self.counts = Counts()
-
-        def add(self, counts: Counts) -> None:
-            self.counts.merge(counts)
-
-        def get(self) -> Counts:
-            return self.counts
-
-    return Counter
-
-
-def _jsonl_datasink(path: str):
-    from ray.data.datasource import BlockBasedFileDatasink
-
-    class JsonLinesDatasink(BlockBasedFileDatasink):
-        """Writes the `line` column as it is: the same bytes as the local
-        engine's JSON lines."""
-
-        def __init__(self, path: str):
-            super().__init__(path, file_format="jsonl")
-
-        def write_block_to_file(self, block, file):
-            lines = block.to_arrow().column("line").to_pylist()
-            file.write("".join(line + "\n" for line in lines).encode("utf8"))
-
-    return JsonLinesDatasink(path)
+        out: Dict[str, list] = {"payload": [], "tally": [], "done_at": []}
+        for record in batch.to_pylist():
+            payload, tally = b"", Tally()
+            if not record["skip"]:
+                chunks = pickle.loads(record["chunks"])
+                unit = Unit(record["file_index"], record["unit"], record["name"], chunks)
+                part = annotate_unit(self.nlp, unit, self.spec, self.fmt, self.batch_size)
+                payload, tally = part.to_bytes(), part.tally
+                if self.parts_dir is not None:
+                    write_part(Path(self.parts_dir), unit.key, self.fmt, payload)
+                    payload = b""
+            out["payload"].append(payload)
+            out["tally"].append(json.dumps(asdict(tally)))
+            out["done_at"].append(time.time())
+        table = batch.drop_columns(["chunks"])
+        for name, values in out.items():
+            table = table.append_column(name, pa.array(values))
+        return table
 
 
 def annotate_ray(
@@ -156,6 +145,8 @@ def annotate_ray(
     id_field: str = "id",
     cpus_per_worker: Optional[float] = None,
     gpus_per_worker: Optional[float] = None,
+    resume: bool = False,
+    checkpoint_rows: int = CHECKPOINT_ROWS,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Counts:
@@ -168,8 +159,10 @@ def annotate_ray(
 
     model (str): a pipeline package name or directory, loadable on every node.
     inputs (Path): a file or directory of files, readable from every node.
-    output (Path): a file (.jsonl, .parquet: streamed back to this process, in
-        input order) or, with fmt, a directory the workers write to.
+    output (Path): a file (.jsonl, .parquet: the parts come back to this
+        process) or, with fmt, a directory (the actors write the parts; on a
+        cluster, a path every node shares); written under its name only
+        when complete.
     fmt (Optional[str]): 'jsonl' or 'parquet'; None: from the suffix.
     workers (int): actors in the pool.
     batch_size (int): rows per batch.
@@ -179,6 +172,8 @@ def annotate_ray(
         engine's threads, so that both give the same output), 1 on a running one.
     gpus_per_worker (Optional[float]): GPUs per actor; None: 1 where the
         cluster has GPUs, else 0.
+    resume (bool): continue the killed run that wrote the partial output.
+    checkpoint_rows (int): rows per part and per actor call (whole batches).
     progress (bool): show Ray Data's progress bars.
     log (Callable[[str], None]): where the counts are printed.
     RETURNS (Counts): the counts.
@@ -194,6 +189,12 @@ def annotate_ray(
     nlp = spacy.load(model)  # the output columns depend on the pipeline
     spec = output_spec(nlp, files, inputs, id_field)
     del nlp
+    n_chunks = unit_chunks(batch_size, checkpoint_rows)
+    partial = PartialOutput(
+        inputs=inputs, files=files, output=output, fmt=fmt, spec=spec, resume=resume, log=log,
+        settings=run_settings(batch_size, n_chunks, text_field, id_field),
+    )  # fmt: skip
+    kept = set(partial.open())
     started = not ray.is_initialized()
     address = os.environ.get("RAY_ADDRESS") if started else None
     if cpus_per_worker is None:
@@ -208,31 +209,32 @@ def annotate_ray(
                 log_to_driver=False,
             )
     try:
-        return _run(
-            ray, model, inputs, files, Path(output), fmt, spec, workers, batch_size,
-            text_field, id_field, cpus_per_worker, gpus_per_worker, progress, log,
-        )
+        source = _unit_datasource(files, inputs, batch_size, n_chunks, text_field, id_field, kept)
+        counts, keys = _run(
+            ray, model, source, partial, spec, workers, batch_size, cpus_per_worker,
+            gpus_per_worker, progress,
+        )  # fmt: skip
     finally:
         if started:
             ray.shutdown()
+    find_repeated_ids(counts, keys, files, inputs, text_field, id_field)
+    for line in counts.lines():
+        log(line)
+    return counts
 
 
 def _run(
-    ray, model, inputs, files, output, fmt, spec, workers, batch_size, text_field, id_field,
-    cpus_per_worker, gpus_per_worker, progress, log,
-) -> Counts:
+    ray, model, source, partial: PartialOutput, spec, workers, batch_size, cpus_per_worker,
+    gpus_per_worker, progress,
+) -> Tuple[Counts, RowKeys]:
     from ray.data import ActorPoolStrategy, DataContext
 
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     ctx = DataContext.get_current()
-    ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = progress
-    counter = _counter_class(ray).remote()
-    start, started_at = time.perf_counter(), time.time()
-    source = _chunk_datasource(
-        [str(p) for p in files], str(inputs), batch_size, text_field, id_field
-    )
+    counts = Counts(started_at=time.time())
+    start = time.perf_counter()
     # Reading takes no CPU slot, so that it runs beside a pool that holds all of them.
     ds = ray.data.read_datasource(source, num_cpus=0)
     ds = ds.map_batches(
@@ -240,10 +242,10 @@ def _run(
         fn_constructor_kwargs={
             "model": model,
             "spec": spec,
-            "fmt": fmt,
+            "fmt": partial.fmt,
             "batch_size": batch_size,
             "threads": max(1, int(cpus_per_worker)),
-            "counter": counter,
+            "parts_dir": str(partial.parts) if partial.is_dir else None,
         },
         batch_size=1,
         batch_format="pyarrow",
@@ -251,23 +253,22 @@ def _run(
         num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker,
     )
-    if output.suffix:
-        writer = Writer(output, fmt, spec)
-        try:
-            for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                if fmt == "jsonl":
-                    writer.write_lines(table.column("line").to_pylist())
-                else:
-                    writer.write_table(table.cast(arrow_schema(spec)))
-        finally:
-            writer.close()
-    elif fmt == "jsonl":
-        ds.write_datasink(_jsonl_datasink(str(output.resolve())))
-    else:
-        ds.write_parquet(str(output.resolve()))
-    counts: Counts = ray.get(counter.get.remote())
+    keys, seen = RowKeys(), set()
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for record in table.to_pylist():
+            key = (record["file_index"], record["unit"])
+            if key in seen:
+                continue  # a retried unit: its part was written again, count it once
+            seen.add(key)
+            keys.keys.frombytes(record["keys"])
+            if record["skip"]:
+                counts.resumed += record["n_rows"]
+                continue
+            counts.read += record["n_rows"]
+            if not partial.is_dir:
+                partial.commit(key, record["payload"])
+            counts.written.merge(Tally(**json.loads(record["tally"])))
+            counts.batch_done(record["n_rows"], record["done_at"])
+    partial.finish(seen)
     counts.seconds = time.perf_counter() - start
-    counts.started_at = started_at
-    for line in counts.lines():
-        log(line)
-    return counts
+    return counts, keys

@@ -33,17 +33,21 @@ def annotate_cli(
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU for --engine local (one worker); -1: CPU"),
     cpus_per_worker: Optional[float] = Opt(None, "--cpus-per-worker", help="CPUs (torch threads) per worker, both engines; the same for both gives the same scores to the last digit; default: cores / workers here, 1 on a running Ray cluster"),
     gpus_per_worker: Optional[float] = Opt(None, "--gpus-per-worker", help="GPUs per Ray actor; default: 1 where the cluster has GPUs, else 0"),
+    resume: bool = Opt(False, "--resume", help="Continue the killed run that left OUTPUT's partial output (.OUTPUT.partial), with the same settings; without it, a partial output is replaced"),
+    checkpoint_rows: int = Opt(1024, "--checkpoint-rows", help="Rows per part of the output (rounded down to whole batches): what --resume keeps of a killed run, what a Ray actor takes at a time, and the rows per file of a directory output"),
     progress: bool = Opt(True, "--progress/--no-progress", help="Show a progress bar"),
     # fmt: on
 ):
     """Annotate a corpus with a pipeline: one output row per input row, with
     its id, entities (start_char, end_char, label, score), tags and an
-    `error` for rows that have no usable text. The counts are printed at the
-    end. Both engines give the same rows for the same input.
+    `error` for rows that could not be annotated or written as they are. The
+    output appears under its name only when every row is written; --resume
+    continues a killed run. The counts (rows read, written, failed) are
+    printed at the end. Both engines give the same rows for the same input.
     """
     if engine not in ("local", "ray"):
         msg.fail(error(ScaleErrors.UNKNOWN_ENGINE, engine=engine), exits=1)
-    if workers < 1 or batch_size < 1:
+    if workers < 1 or batch_size < 1 or checkpoint_rows < 1:
         msg.fail(error(ScaleErrors.WORKERS_BATCH_SIZE), exits=1)
     try:
         if engine == "ray":
@@ -53,7 +57,7 @@ def annotate_cli(
                 model, input_path, output_path, fmt=fmt, workers=workers,
                 batch_size=batch_size, text_field=text_field, id_field=id_field,
                 cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                progress=progress, log=msg.text,
+                resume=resume, checkpoint_rows=checkpoint_rows, progress=progress, log=msg.text,
             )
         else:
             import spacy
@@ -69,11 +73,11 @@ def annotate_cli(
                 nlp, input_path, output_path, fmt=fmt, n_process=workers,
                 batch_size=batch_size, text_field=text_field, id_field=id_field,
                 threads=int(cpus_per_worker) if cpus_per_worker else None,
-                progress=progress, log=msg.text,
+                resume=resume, checkpoint_rows=checkpoint_rows, progress=progress, log=msg.text,
             )
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, RuntimeError) as err:
         msg.fail(f"Could not annotate '{input_path}'", str(err), exits=1)
-    msg.good(f"Wrote {counts.rows} rows to {output_path}")
+    msg.good(f"Wrote {counts.resumed + counts.written.rows} rows to {output_path}")
 
 
 @app.command(

@@ -166,8 +166,8 @@ def test_empty_docs_in_a_batch_change_no_score(model_dir, corpus):
     rows = [r for r in all_rows if r.error is None][:6]
     bad = [r for r in all_rows if r.error is not None]
     spec = output_spec(nlp, [corpus], corpus)
-    alone = annotate_chunk(nlp, rows, spec, None, batch_size=64)
-    mixed = annotate_chunk(nlp, bad[:3] + rows + bad[3:], spec, None, batch_size=64)
+    alone, _ = annotate_chunk(nlp, rows, spec, None, batch_size=64)
+    mixed, _ = annotate_chunk(nlp, bad[:3] + rows + bad[3:], spec, None, batch_size=64)
     assert [r for r in mixed if r["error"] is None] == alone
 
 
@@ -195,8 +195,8 @@ def test_text_input(model_dir, tmp_path):
     rows = read_output(tmp_path / "out.jsonl")
     assert [(r["id"], r["error"]) for r in rows[:3]] == [(0, None), (1, "empty text"), (2, None)]
     assert rows[3]["error"].startswith("text too long: 150 characters")
-    assert (counts.rows, counts.annotated) == (4, 2)
-    assert counts.errors == {"empty text": 1, "text too long": 1}
+    assert (counts.read, counts.written.rows, counts.written.annotated) == (4, 4, 2)
+    assert counts.written.errors == {"empty text": 1, "text too long": 1}
 
 
 def test_cli_local_docbin(model_dir, corpus, tmp_path):
@@ -211,7 +211,7 @@ def test_cli_local_docbin(model_dir, corpus, tmp_path):
          "--cpus-per-worker", "1", "--no-progress"],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
-    assert f"{N_ROWS} rows in, {N_ROWS} rows out" in result.output
+    assert f"{N_ROWS} rows read, {N_ROWS} rows written: {N_ROWS - 7} annotated, 7 failed" in result.output
     assert "error 'invalid JSON': 1 rows" in result.output
     docs = list(DocBin().from_disk(out).get_docs(spacy.blank("en").vocab))
     assert len(docs) == N_ROWS
@@ -245,7 +245,7 @@ def test_ray_engine_gives_the_local_output(ray_cluster, model_dir, corpus, parqu
         app, ["tokclf-annotate", str(model_dir), str(corpus), str(tmp_path / "ray.jsonl"), *common]
     )
     assert result.exit_code == 0, result.output
-    assert f"{N_ROWS} rows in, {N_ROWS} rows out" in result.output
+    assert f"{N_ROWS} rows read, {N_ROWS} rows written: {N_ROWS - 7} annotated, 7 failed" in result.output
     assert (tmp_path / "ray.jsonl").read_bytes() == local_outputs["jsonl1"].read_bytes()
     result = runner.invoke(
         app,
