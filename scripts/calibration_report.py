@@ -6,7 +6,9 @@ what the pipelines write (doc.spans[...].attrs["scores"], doc._.tokclf_probs).
 `spacy project run evaluate` calls `write_calibration_report` and writes, in
 metrics/:
 - <name>_calibration.json: entity ECE (10 equal bins), mean score and
-  precision, and token ECE of tags, before and after; the reliability bins;
+  precision, and token ECE of tags, before and after; the same for the
+  entities whose labels decoding repaired (doc.spans[...].attrs["repaired"]:
+  "repaired_entities", with their own threshold table); the reliability bins;
   the threshold table; whether both pipelines predict the same entities and
   tags; the cross-fitted ECEs of the calibration step (--fit), if given;
 - <name>_calibration.md: the same as tables;
@@ -41,12 +43,16 @@ def run(nlp, gold_docs: Sequence[Doc], component: Optional[str] = None) -> Dict:
     pipe = find_component(nlp, component)
     key = pipe.cfg["spans_key"]
     docs = (bare_doc(nlp.vocab, g) for g in gold_docs)
-    out: Dict = {"records": [], "ents": [], "tags": [], "tag_probs": [], "tasks": pipe.tasks}
+    out: Dict = {"records": [], "repaired": [], "ents": [], "tags": [], "tag_probs": [],
+                 "tasks": pipe.tasks}
     for i, (gold, doc) in enumerate(zip(gold_docs, nlp.pipe(docs, batch_size=256))):
         probs = doc._.tokclf_probs[pipe.name]
         if "ents" in pipe.tasks:
             group = doc.spans[key]
             pred = [(s.start, s.end, s.label_, float(x)) for s, x in zip(group, group.attrs["scores"])]
+            # Whether decoding repaired each entity's labels (a span without
+            # the flag, from an existing span group, counts as not repaired).
+            out["repaired"].append([bool(r) for r in group.attrs.get("repaired", [None] * len(group))])
             out["records"].append(
                 doc_record(
                     [t.text for t in doc], [bool(t.whitespace_) for t in doc],
@@ -63,16 +69,18 @@ def run(nlp, gold_docs: Sequence[Doc], component: Optional[str] = None) -> Dict:
 def measure(result: Dict) -> Dict:
     metrics: Dict = {}
     if result["records"]:
-        scores, correct, n_gold = [], [], 0
-        for r in result["records"]:
+        scores, correct, repaired, n_gold = [], [], [], 0
+        for r, flags in zip(result["records"], result["repaired"]):
             gold = set(r["gold"])
             n_gold += len(gold)
-            for start, end, label, score in r["pred"]:
+            for (start, end, label, score), flag in zip(r["pred"], flags):
                 scores.append(score)
                 correct.append((start, end, label) in gold)
+                repaired.append(flag)
         metrics["entities"] = calibration_summary(scores, correct)
         metrics["entities"]["n_gold"] = n_gold
-        metrics["_scores"], metrics["_correct"] = scores, correct
+        metrics["repaired_entities"] = calibration_summary(scores, correct, where=repaired)
+        metrics["_scores"], metrics["_correct"], metrics["_repaired"] = scores, correct, repaired
     if result["tags"]:
         conf, right = [], []
         for pairs, probs in zip(result["tags"], result["tag_probs"]):
@@ -82,6 +90,21 @@ def measure(result: Dict) -> Dict:
                     right.append(pred == gold)
         metrics["tag_tokens"] = calibration_summary(conf, right)
     return metrics
+
+
+def repaired_report(before: Dict, after: Dict) -> Dict:
+    """The entities whose labels decoding repaired: their number, precision,
+    mean score and ECE before and after calibration, and which of them each
+    threshold keeps (after; "r" is the share of the right ones kept)."""
+    keep = numpy.asarray(after["_repaired"], dtype=bool)
+    scores = numpy.asarray(after["_scores"], dtype="float64")[keep]
+    correct = numpy.asarray(after["_correct"], dtype=bool)[keep]
+    return {
+        "before": before["repaired_entities"],
+        "after": after["repaired_entities"],
+        "share_of_entities": float(keep.mean()) if len(keep) else None,
+        "thresholds": threshold_table(scores, correct, int(correct.sum())),
+    }
 
 
 def write_calibration_report(
@@ -118,6 +141,7 @@ def write_calibration_report(
             which: threshold_table(m["_scores"], m["_correct"], n_gold)
             for which, m in (("before", before), ("after", after))
         }
+        report["repaired_entities"] = repaired_report(before, after)
         _plot_thresholds(
             {w: threshold_table(m["_scores"], m["_correct"], n_gold, PLOT_THRESHOLDS)
              for w, m in (("before", before), ("after", after))},
@@ -166,6 +190,12 @@ def markdown(report: Dict) -> str:
             f"| {label} | {a['n']:,} | {b['ece']:.4f} | **{a['ece']:.4f}** | {_num(b['mean_confidence'])} "
             f"| {_num(a['mean_confidence'])} | {_num(a['accuracy'])} |"
         )
+    if "repaired_entities" in report:
+        b, a = report["repaired_entities"]["before"], report["repaired_entities"]["after"]
+        lines.append(
+            f"| entities repaired by decoding | {a['n']:,} | {b['ece']:.4f} | **{a['ece']:.4f}** "
+            f"| {_num(b['mean_confidence'])} | {_num(a['mean_confidence'])} | {_num(a['accuracy'])} |"
+        )
     lines.append("")
     lines.append(
         f"Same entities before and after: {report['same_entities']}; same tags: {report['same_tags']}."
@@ -196,6 +226,15 @@ def markdown(report: Dict) -> str:
             lines.append(
                 f"| {t} | {row['kept']:,} | {row['dropped']:,} | {100 * row['p']:.2f} "
                 f"| {100 * row['r']:.2f} | {100 * row['f']:.2f} |"
+            )
+    if report.get("repaired_entities", {}).get("after", {}).get("n"):
+        lines += ["", "Entities repaired by decoding, kept at each threshold (calibrated scores; "
+                  "R: the share of the right ones kept):", "",
+                  "| threshold | kept | dropped | P | R |", "| ---: | ---: | ---: | ---: | ---: |"]
+        for row in report["repaired_entities"]["thresholds"]:
+            t = "none" if row["threshold"] is None else f"{row['threshold']:.2f}"
+            lines.append(
+                f"| {t} | {row['kept']:,} | {row['dropped']:,} | {100 * row['p']:.2f} | {100 * row['r']:.2f} |"
             )
     if "error_counts" in report:
         lines += ["", "Errors by kind (calibrated pipeline): "

@@ -4,22 +4,19 @@ label probabilities to a Doc, by the component's overwrite policy.
 The writing half of the prediction path; decoding.py turns scores into the
 label ids (and ids into the entity spans) written here.
 """
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy
 from spacy.attrs import TAG
 from spacy.tokens import Doc, Span, SpanGroup
 
-from .decoding import DocPrediction, entity_spans
+from .decoding import ENTITY_TOKENS, DocPrediction, Entity, entity_spans
 from .labels import LabelLayout
 
 PROBS_ATTR = "tokclf_probs"
 
 if not Doc.has_extension(PROBS_ATTR):
     Doc.set_extension(PROBS_ATTR, default=None)
-
-# (start token, end token exclusive, entity type, score)
-EntitySpan = Tuple[int, int, str, float]
 
 
 def annotate(
@@ -31,7 +28,8 @@ def annotate(
     name: str,
     tag_hashes: numpy.ndarray,
 ) -> None:
-    """Write one doc's prediction (task -> label ids, probabilities): entities
+    """Write one doc's prediction (task -> label ids, probabilities; for
+    entities also the type mass and repair flags of each token): entities
     (scored, calibrated and thresholded by the component's cfg) to doc.ents
     and doc.spans[spans_key], tags to token.tag_ (tag_hashes: the string
     hash of each tag id), probabilities to doc._.tokclf_probs[name]."""
@@ -40,10 +38,13 @@ def annotate(
     kept: Dict[str, Optional[numpy.ndarray]] = {}
     if "ents" in prediction:
         ids, probs = prediction["ents"]
+        # Only a doc without tokens comes without them (predict's empty path).
+        mass, repaired = prediction.get(ENTITY_TOKENS, (probs, None))
         spans = entity_spans(
             ids,
-            probs,
+            mass,
             layout.output_labels("ents"),
+            repaired=repaired,
             calibration=cfg.get("calibration"),
             threshold=cfg.get("threshold"),
         )
@@ -52,14 +53,16 @@ def annotate(
         )
     if "tag" in prediction and len(doc):
         kept["tag"] = set_tags(doc, prediction["tag"][0], tag_hashes, overwrite=cfg["overwrite"])
-    set_probabilities(doc, name, {task: p for task, (_, p) in prediction.items()}, kept)
+    probs_of = {task: p for task, (_, p) in prediction.items() if task in layout.tasks}
+    set_probabilities(doc, name, probs_of, kept)
 
 
 def set_entities(
-    doc: Doc, spans: Sequence[EntitySpan], *, spans_key: str, overwrite: bool
+    doc: Doc, spans: Sequence[Entity], *, spans_key: str, overwrite: bool
 ) -> numpy.ndarray:
     """Write the predicted entities to doc.spans[spans_key] (with their scores
-    in attrs["scores"]) and doc.ents, by the overwrite policy.
+    in attrs["scores"] and whether decoding repaired them in
+    attrs["repaired"]) and doc.ents, by the overwrite policy.
 
     overwrite = true: both are replaced. overwrite = false: what is there
     wins. doc.ents keeps its entities and takes the predicted ones that
@@ -72,30 +75,34 @@ def set_entities(
     RETURNS (numpy.ndarray): per token, whether its existing entity was kept.
     """
     key = spans_key
-    predicted = [Span(doc, start, end, label=label) for start, end, label, _ in spans]
-    scores = [score for *_, score in spans]
+    predicted = [Span(doc, start, end, label=label) for start, end, label, *_ in spans]
+    attrs: Dict[str, List[Any]] = {
+        "scores": [s[3] for s in spans],
+        "repaired": [s[4] for s in spans],
+    }
     taken = numpy.zeros((len(doc),), dtype=bool)
     if overwrite:
-        doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs={"scores": scores})
+        doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs=attrs)
         doc.set_ents(predicted, default="outside")
         return taken
     if key in doc.spans:
         group = doc.spans[key]
-        old_scores = list(group.attrs.get("scores", [None] * len(group)))
-        if len(old_scores) != len(group):
-            old_scores = [None] * len(group)
         in_group = numpy.zeros((len(doc),), dtype=bool)
         for span in group:
             in_group[span.start : span.end] = True
         new = [i for i, s in enumerate(predicted) if not in_group[s.start : s.end].any()]
+        merged: Dict[str, Any] = dict(group.attrs)
+        for name, values in attrs.items():
+            # The group's own spans keep their values (None where unknown).
+            old = list(group.attrs.get(name, [None] * len(group)))
+            if len(old) != len(group):
+                old = [None] * len(group)
+            merged[name] = old + [values[i] for i in new]
         doc.spans[key] = SpanGroup(
-            doc,
-            name=key,
-            spans=list(group) + [predicted[i] for i in new],
-            attrs={**group.attrs, "scores": old_scores + [scores[i] for i in new]},
+            doc, name=key, spans=list(group) + [predicted[i] for i in new], attrs=merged
         )
     else:
-        doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs={"scores": scores})
+        doc.spans[key] = SpanGroup(doc, name=key, spans=predicted, attrs=attrs)
     existing = list(doc.ents)
     for ent in existing:
         taken[ent.start : ent.end] = True

@@ -1,6 +1,10 @@
 """What a calibration is fitted on: one pass of a token_classifier over gold
 examples, with each token's log-probabilities, decoded and gold label ids,
-and each decoded entity, right or wrong.
+and each decoded entity, right or wrong, and whether decoding repaired it.
+
+Entity scores are computed as the component computes them (decoding.py): the
+mean over the entity's tokens of the type mass (`entity_token_probs`), after
+the temperature.
 """
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -8,7 +12,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy
 
 from .calibration import scale_log_probs
-from .decoding import label_spans
+from .decoding import label_spans, label_types, span_flags, type_mass
 from .errors import CalibrationErrors, error
 from .pipeline import TokenClassifier
 
@@ -33,6 +37,12 @@ class EntityData:
     correct: numpy.ndarray  # span and type of a gold entity
     doc: numpy.ndarray
     n_gold: int
+    # Per entity: some of its labels are not the argmax (decoding repaired
+    # them). None: not known.
+    repaired: Optional[numpy.ndarray] = None
+    # Per label column of "ents": its entity type's index (decoding.label_types),
+    # which the type mass of a token sums over. None: not known.
+    label_types: Optional[numpy.ndarray] = None
 
 
 def find_component(nlp, component: Optional[str] = None):
@@ -110,7 +120,7 @@ def _entities(pipe, examples: List, ents: TaskData, lengths: List[int]) -> Entit
     starts, ends, types, correct, docs = [], [], [], [], []
     n_gold = 0
     for d, eg in enumerate(examples):
-        lo, hi = offsets[d], offsets[d + 1]
+        lo, hi = int(offsets[d]), int(offsets[d + 1])
         # label_spans reads arrays (numpy.asarray); its hints say Sequence.
         spans = label_spans(ents.ids[lo:hi], numpy.zeros(hi - lo), labels)
         gold = {(s.start, s.end, s.label_) for s in eg.get_aligned_spans_y2x(eg.reference.ents)}
@@ -121,13 +131,18 @@ def _entities(pipe, examples: List, ents: TaskData, lengths: List[int]) -> Entit
             types.append(label)
             correct.append((start, end, label) in gold)
             docs.append(d)
+    first, last = numpy.asarray(starts, dtype="int64"), numpy.asarray(ends, dtype="int64")
+    # As decoding marks them: a token is repaired where its label is not the argmax.
+    changed = ents.ids != ents.log_probs.argmax(axis=1)
     return EntityData(
-        start=numpy.asarray(starts, dtype="int64"),
-        end=numpy.asarray(ends, dtype="int64"),
+        start=first,
+        end=last,
         label=types,
         correct=numpy.asarray(correct, dtype=bool),
         doc=numpy.asarray(docs, dtype="int64"),
         n_gold=n_gold,
+        repaired=span_flags(first, last, changed),
+        label_types=label_types(tuple(labels)),
     )
 
 
@@ -137,8 +152,23 @@ def token_probs(data: TaskData, temperature: float) -> numpy.ndarray:
     return numpy.exp(log_probs[numpy.arange(len(data.ids)), data.ids])
 
 
+def entity_token_probs(data: TaskData, entities: EntityData, temperature: float) -> numpy.ndarray:
+    """Per token of the "ents" task, the probability of its decoded label's
+    type at a temperature (decoding.type_mass): what entity scores average.
+
+    RETURNS [n_tokens].
+    """
+    if entities.label_types is None:
+        if len(entities.start):
+            raise ValueError(error(CalibrationErrors.NO_LABEL_TYPES))
+        return numpy.zeros((len(data.ids),), dtype="float64")
+    probs = numpy.exp(scale_log_probs(data.log_probs, temperature))
+    return type_mass(probs, data.ids, entities.label_types)
+
+
 def entity_scores(entities: EntityData, probs: numpy.ndarray) -> numpy.ndarray:
-    """Mean token probability of each entity (as label_spans scores them)."""
+    """Mean over each entity's tokens of `probs` (per token; the component's
+    scores average `entity_token_probs`, as label_spans does)."""
     sums = numpy.concatenate([[0.0], numpy.cumsum(probs, dtype="float64")])
     if len(entities.start) == 0:
         return numpy.zeros((0,), dtype="float64")

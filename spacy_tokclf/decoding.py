@@ -4,14 +4,23 @@ The decode half of the prediction path (the writing half is annotation.py):
 the head's scores are split into the columns of each task (labels.LabelLayout),
 turned into log-probabilities, and decoded. Tags take the argmax.
 
-Entities are predicted as per-token BIO, BILUO or IO labels. Decoding is
-constrained to valid label sequences: when the per-token argmax is valid it is
-kept as is (it is then also the best valid sequence); otherwise the most
-probable valid sequence is found by Viterbi search over the allowed
-transitions. So an invalid argmax (an `I-` after `O`, a `B-PER I-LOC`) never
-drops or corrupts an entity: it is repaired to the nearest valid reading.
+Entities are predicted as per-token BIO, BILUO or IO labels, and decoding is
+constrained to valid label sequences (tests/test_decoding.py):
+- each doc's labels form a valid sequence of its scheme;
+- when the per-token argmax is valid, it is the output unchanged;
+- otherwise the output is, among all valid sequences of the doc, one with the
+  highest sum of per-token log-probabilities (Viterbi search over the allowed
+  transitions, each doc on its own).
+Nothing more is promised about entities: the best valid sequence can move a
+boundary, change a type, or hold no entity at all where the argmax had one
+(an `I-PER` after `O` with `O` likelier than `B-PER` becomes `O`).
 In IO every sequence is valid: an entity is a maximal run of one type's `I-`
 labels, so two adjacent entities of the same type cannot be told apart.
+
+An entity's score is the mean, over its tokens, of the probability of its
+type: the sum of the probabilities of all labels of that type (see
+`type_mass`). Entities some of whose labels the repair changed are
+"repaired" (doc.spans[spans_key].attrs["repaired"]).
 """
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -24,11 +33,18 @@ from .labels import OUTSIDE, LabelLayout, split_label
 
 # (start token, end token exclusive, entity type, score)
 EntitySpan = Tuple[int, int, str, float]
-# Per doc: task -> (label ids [n_tokens], probability of each id [n_tokens]).
+# An EntitySpan and whether decoding repaired it (see `span_flags`).
+Entity = Tuple[int, int, str, float, bool]
+# Per doc: task -> (label ids [n_tokens], probability of each id [n_tokens]);
+# with "ents", also ENTITY_TOKENS -> (type_mass [n_tokens], repaired [n_tokens]).
 DocPrediction = Dict[str, Tuple[numpy.ndarray, numpy.ndarray]]
 # Per task, over the tokens of a batch of docs one after another:
-# (log-probabilities [n_tokens, n_labels], decoded label ids [n_tokens]).
+# (log-probabilities [n_tokens, n_labels], decoded label ids [n_tokens]); with
+# "ents", also ENTITY_TOKENS -> (label_types(labels) [n_labels], repaired
+# [n_tokens]: the decoded label is not the argmax).
 BatchDecoding = Dict[str, Tuple[numpy.ndarray, numpy.ndarray]]
+# The key of the entity-only arrays beside the tasks' (not a task).
+ENTITY_TOKENS = "ents:entity_tokens"
 
 
 def log_softmax(scores: Any, xp: Any = numpy) -> Any:
@@ -49,8 +65,10 @@ def decode(layout: LabelLayout, scores: numpy.ndarray, lengths: Sequence[int]) -
     for task, cols in layout.slices.items():
         log_probs = log_softmax(scores[:, cols])
         if task == "ents":
-            masks = transition_masks(tuple(layout.output_labels(task)), layout.scheme)
+            labels = tuple(layout.output_labels(task))
+            masks = transition_masks(labels, layout.scheme)
             ids = constrained_decode_docs(log_probs, lengths, *masks)
+            per_task[ENTITY_TOKENS] = (label_types(labels), ids != log_probs.argmax(axis=1))
         else:
             ids = log_probs.argmax(axis=1)
         per_task[task] = (log_probs, ids)
@@ -59,32 +77,82 @@ def decode(layout: LabelLayout, scores: numpy.ndarray, lengths: Sequence[int]) -
 
 def empty_decoding(layout: LabelLayout) -> BatchDecoding:
     """The decoding of a batch without tokens."""
-    return {
+    decoded = {
         task: (
             numpy.zeros((0, len(layout.output_labels(task))), dtype="float32"),
             numpy.zeros((0,), dtype="int64"),
         )
         for task in layout.tasks
     }
+    if "ents" in layout.tasks:
+        labels = tuple(layout.output_labels("ents"))
+        decoded[ENTITY_TOKENS] = (label_types(labels), numpy.zeros((0,), dtype=bool))
+    return decoded
 
 
 def per_doc_predictions(
     decoded: BatchDecoding, lengths: Sequence[int], calibration: Optional[Dict]
 ) -> List[DocPrediction]:
-    """Split a batch's decoding per doc: task -> (ids, probability of each id).
-    Calibration changes the probabilities reported for the chosen labels,
-    never the choice."""
+    """Split a batch's decoding per doc: task -> (ids, probability of each id),
+    and for entities ENTITY_TOKENS -> (type mass, repaired) per token.
+    Calibration changes the probabilities reported for the chosen labels (and
+    the type mass, from the same temperature-scaled probabilities), never the
+    choice."""
     per_task = {}
     for task, (log_probs, ids) in decoded.items():
-        log_probs = scale_log_probs(log_probs, temperature_of(calibration, task))
-        probs = numpy.exp(log_probs[numpy.arange(len(ids)), ids]).astype("float32")
+        if task == ENTITY_TOKENS:
+            continue
+        scaled = scale_log_probs(log_probs, temperature_of(calibration, task))
+        probs = numpy.exp(scaled[numpy.arange(len(ids)), ids]).astype("float32")
         per_task[task] = (ids, probs)
+        if task == "ents" and ENTITY_TOKENS in decoded:
+            types, repaired = decoded[ENTITY_TOKENS]
+            mass = type_mass(numpy.exp(scaled), ids, types).astype("float32")
+            per_task[ENTITY_TOKENS] = (mass, repaired)
     bounds = numpy.cumsum(lengths)[:-1]
     split = {
-        task: list(zip(numpy.split(ids, bounds), numpy.split(probs, bounds)))
-        for task, (ids, probs) in per_task.items()
+        task: list(zip(numpy.split(a, bounds), numpy.split(b, bounds)))
+        for task, (a, b) in per_task.items()
     }
-    return [{task: split[task][i] for task in decoded} for i in range(len(lengths))]
+    return [{task: split[task][i] for task in per_task} for i in range(len(lengths))]
+
+
+@lru_cache(maxsize=64)
+def label_types(labels: Tuple[str, ...]) -> numpy.ndarray:
+    """Per label, the index of its entity type among the labels' types; "O"
+    gets an index of its own (one past the types'). [n_labels], read-only."""
+    _, type_index, types = _label_codes(tuple(labels))
+    out = numpy.where(type_index < 0, len(types), type_index)
+    out.flags.writeable = False
+    return out
+
+
+def type_mass(probs: numpy.ndarray, ids: numpy.ndarray, types: numpy.ndarray) -> numpy.ndarray:
+    """Per token, the probability of the type of its decoded label: the sum of
+    the probabilities of all labels of that type (B-X + I-X in BIO, B-X + I-X
+    + L-X + U-X in BILUO, I-X in IO; p(O) for "O").
+
+    probs [n_tokens, n_labels] (rows sum to 1), ids [n_tokens], types
+    [n_labels] (label_types) -> [n_tokens] in [0, 1].
+
+    Why this and not the decoded label's own probability: when decoding
+    repairs `O I-PER` to `O B-PER`, the model put its mass on I-PER, and
+    p(B-PER) alone is far below the odds that the token is a PER at all;
+    entities scored so were under 0.1 while two thirds of them were right.
+    The sum over the prefixes is the probability that the token lies in an
+    entity of this type, whatever its position in it, and it is the same
+    quantity for every entity, repaired or not (in IO it is the label's own
+    probability). Taken after the temperature, it is as calibrated as the
+    token probabilities it sums; the entity score is its mean over the entity's
+    tokens (in [0, 1], the expected share of the entity's tokens that are of
+    its type), and the fitted entity map turns that into the probability that
+    the entity is right. The mean, not the product: the tokens of one entity
+    are far from independent, and a product would score long entities down
+    for their length alone. What the type mass does not see is the boundary
+    (B-X against I-X), which the entity map is left to learn on average.
+    """
+    same = types[None, :] == types[ids][:, None]  # [n_tokens, n_labels]
+    return numpy.clip((probs * same).sum(axis=1), 0.0, 1.0)
 
 
 def check_threshold(name: str, threshold: Any) -> None:
@@ -99,23 +167,42 @@ def check_threshold(name: str, threshold: Any) -> None:
 
 def entity_spans(
     ids: numpy.ndarray,
-    probs: numpy.ndarray,
+    scores: numpy.ndarray,
     labels: Sequence[str],
     *,
+    repaired: Optional[numpy.ndarray] = None,
     calibration: Optional[Dict] = None,
     threshold: Optional[float] = None,
-) -> List[EntitySpan]:
-    """The entities of one doc's decoded labels, with calibrated scores (when
-    the component is calibrated), less those scored under `threshold`."""
-    spans = label_spans(ids, probs, labels)
-    if not spans or (threshold is None and not (calibration or {}).get("entity_map")):
-        return spans
-    scores = map_entity_scores(calibration, [span[3] for span in spans]).tolist()
+) -> List[Entity]:
+    """The entities of one doc's decoded labels, each scored by the mean of
+    its tokens' `scores` (the type mass), through the calibration's entity map
+    (when the component is calibrated), less those scored under `threshold`,
+    and whether decoding repaired it (some of its labels are not the argmax:
+    `repaired` per token; None: none were).
+    """
+    spans = label_spans(ids, scores, labels)
+    if not spans:
+        return []
+    flags = [False] * len(spans)
+    if repaired is not None:
+        bounds = numpy.asarray([span[:2] for span in spans], dtype="int64")
+        flags = span_flags(bounds[:, 0], bounds[:, 1], repaired).tolist()
+    mapped = [span[3] for span in spans]
+    if (calibration or {}).get("entity_map"):
+        mapped = map_entity_scores(calibration, mapped).tolist()
     return [
-        (start, end, label, score)
-        for (start, end, label, _), score in zip(spans, scores)
+        (start, end, label, score, flag)
+        for (start, end, label, _), score, flag in zip(spans, mapped, flags)
         if threshold is None or score >= threshold
     ]
+
+
+def span_flags(starts: numpy.ndarray, ends: numpy.ndarray, flags: numpy.ndarray) -> numpy.ndarray:
+    """Per span [start, end), whether any of its tokens' `flags` is set
+    (vectorized: one cumulative sum)."""
+    counts = numpy.zeros((len(flags) + 1,), dtype="int64")
+    numpy.cumsum(numpy.asarray(flags, dtype="int64"), out=counts[1:])
+    return (counts[ends] - counts[starts]) > 0
 
 
 def transition_masks(
@@ -285,8 +372,9 @@ def label_spans(
     labels: Sequence[str],
 ) -> List[EntitySpan]:
     """Entity spans of a valid BIO/BILUO/IO label sequence, each scored by the
-    mean probability of its tokens' labels (in [0, 1]). A run of `I-` labels
-    of one type is one entity (as IO reads it).
+    mean of its tokens' `probs` (clipped to [0, 1]; the component gives the
+    type mass, see `type_mass`). A run of `I-` labels of one type is one
+    entity (as IO reads it).
 
     Any sequence is read without error: an `I-`/`L-` that does not continue
     an open entity of its type starts one, and `L-`/`U-` close theirs.

@@ -78,12 +78,22 @@ def expected_calibration_error(
 
 
 def calibration_summary(
-    confidences: Floats, correct: Flags, n_bins: int = N_BINS
+    confidences: Floats, correct: Flags, n_bins: int = N_BINS, where: Optional[Flags] = None
 ) -> Dict:
     """ECE, mean confidence against accuracy (for entities: precision), the
-    number of predictions and the bins."""
+    number of predictions and the bins; of the predictions where `where` is
+    true if given (e.g. the entities whose labels decoding repaired)."""
     conf = numpy.asarray(confidences, dtype="float64")
     right = numpy.asarray(correct, dtype="float64")
+    if conf.shape != right.shape:
+        raise ValueError(error(Errors.METRICS_LENGTHS_DIFFER, n_conf=len(conf), n_right=len(right)))
+    if where is not None:
+        keep = numpy.asarray(where, dtype=bool)
+        if keep.shape != conf.shape:
+            raise ValueError(
+                error(Errors.METRICS_WHERE_DIFFERS, n_conf=len(conf), n_where=len(keep))
+            )
+        conf, right = conf[keep], right[keep]
     return {
         "n": int(len(conf)),
         "ece": expected_calibration_error(conf, right, n_bins),

@@ -1,8 +1,17 @@
 """Label ids -> entities (spacy_tokclf/decoding.py, with the label rules of
-spacy_tokclf/labels.py): scheme labels,
-transition masks, constrained decoding and spans. The repair policy under
-test: an invalid per-token argmax is replaced by the most probable valid
-sequence, so no entity is silently dropped.
+spacy_tokclf/labels.py): scheme labels, transition masks, constrained
+decoding, spans and their scores.
+
+What decoding promises, each asserted here: every doc's labels are a valid
+sequence; a valid argmax is kept unchanged; otherwise the output is a valid
+sequence with the highest sum of log-probabilities (checked against brute
+force), each doc on its own. It does not promise to keep entities: a repair
+can move a boundary, change a type or leave no entity at all
+(test_repair_can_drop_the_entity_of_an_invalid_argmax).
+
+An entity's score is the mean over its tokens of its type's probability mass
+(B-X + I-X (+ L-X + U-X)), so an entity whose labels were repaired is scored
+by what the model thinks of its type, not by the label it did not prefer.
 """
 import itertools
 from typing import List, Sequence
@@ -12,13 +21,19 @@ import pytest
 
 from spacy_tokclf import decoding
 from spacy_tokclf.decoding import (
+    ENTITY_TOKENS,
     constrained_decode,
     constrained_decode_docs,
+    decode,
+    entity_spans,
     is_valid,
     label_spans,
+    per_doc_predictions,
     transition_masks,
 )
-from spacy_tokclf.labels import biluo_to_scheme, scheme_labels, split_label
+from spacy_tokclf.labels import LabelLayout, biluo_to_scheme, scheme_labels, split_label
+
+from .util import make_examples, make_nlp
 
 TYPES = ["PER", "WORK-OF-ART"]
 
@@ -35,7 +50,7 @@ def log_probs_from(labels: Sequence[str], rows: List[dict]) -> numpy.ndarray:
     """Per token, {label: probability}; the rest of the mass spread evenly."""
     out = numpy.zeros((len(rows), len(labels)))
     for i, row in enumerate(rows):
-        rest = (1.0 - sum(row.values())) / (len(labels) - len(row))
+        rest = (1.0 - sum(row.values())) / max(1, len(labels) - len(row))
         out[i] = [row.get(label, rest) for label in labels]
     return numpy.log(out)
 
@@ -414,3 +429,215 @@ def test_label_spans_match_a_token_loop_on_any_sequence(scheme):
         for start, end, _, score in spans:
             assert score == pytest.approx(float(numpy.mean(probs[start:end])), abs=1e-6)
             assert 0.0 <= score <= 1.0
+
+
+# What a repair does not promise -------------------------------------------------------
+
+
+def test_repair_can_drop_the_entity_of_an_invalid_argmax():
+    """README: decoding can choose all-O. The argmax `O I-PER O` is invalid;
+    `O O O` (0.9 * 0.35 * 0.9) beats `O B-PER O` (0.9 * 0.05 * 0.9), so the
+    entity the argmax had is gone."""
+    labels = scheme_labels(["PER", "LOC"], "BIO")
+    masks = transition_masks(labels, "BIO")
+    log_probs = log_probs_from(
+        labels, [{"O": 0.9}, {"I-PER": 0.4, "O": 0.35, "B-PER": 0.05}, {"O": 0.9}]
+    )
+    argmax = log_probs.argmax(axis=1)
+    assert names_of(labels, argmax) == ["O", "I-PER", "O"]
+    assert [s[:3] for s in label_spans(argmax, [1.0] * 3, labels)] == [(1, 2, "PER")]
+    ids = constrained_decode(log_probs, *masks)
+    assert names_of(labels, ids) == ["O", "O", "O"]
+    assert label_spans(ids, [1.0] * 3, labels) == []
+
+
+def test_repair_can_move_boundaries_and_change_types():
+    """The argmax `B-PER I-LOC` reads as PER [0, 1) and LOC [1, 2); its best
+    valid repair `B-LOC I-LOC` (0.4 * 0.6) is one LOC [0, 2)."""
+    labels = scheme_labels(["PER", "LOC"], "BIO")
+    masks = transition_masks(labels, "BIO")
+    log_probs = log_probs_from(
+        labels,
+        [{"B-PER": 0.45, "B-LOC": 0.4, "O": 0.05}, {"I-LOC": 0.6, "I-PER": 0.1, "B-LOC": 0.2}],
+    )
+    argmax = log_probs.argmax(axis=1)
+    assert [s[:3] for s in label_spans(argmax, [1.0] * 2, labels)] == [(0, 1, "PER"), (1, 2, "LOC")]
+    ids = constrained_decode(log_probs, *masks)
+    assert names_of(labels, ids) == ["B-LOC", "I-LOC"]
+    assert [s[:3] for s in label_spans(ids, [1.0] * 2, labels)] == [(0, 2, "LOC")]
+
+
+# Entity scores: the type's probability mass -------------------------------------------
+
+
+def layout_of(scheme: str, types=("PER", "LOC")) -> LabelLayout:
+    return LabelLayout(("ents",), scheme, {"ents": tuple(types)})
+
+
+def predict_entities(layout: LabelLayout, log_probs, lengths=None, **kwargs):
+    """The component's path from log-probabilities to each doc's entities:
+    decode, per_doc_predictions (temperature), entity_spans (map, threshold)."""
+    lengths = [len(log_probs)] if lengths is None else lengths
+    decoded = decode(layout, numpy.asarray(log_probs, dtype="float32"), lengths)
+    out = []
+    for prediction in per_doc_predictions(decoded, lengths, kwargs.get("calibration")):
+        ids, _ = prediction["ents"]
+        mass, repaired = prediction[ENTITY_TOKENS]
+        out.append(
+            entity_spans(ids, mass, layout.output_labels("ents"), repaired=repaired, **kwargs)
+        )
+    return out
+
+
+REPAIRED_ROWS = {
+    # The argmax `O I-PER O` is invalid; Viterbi picks `O B-PER O`, whose
+    # B-PER the model gave 0.06: the old score (the mean probability of the
+    # decoded labels) was 0.06. The type mass is I-PER + B-PER = 0.96.
+    "BIO": [{"O": 0.9}, {"I-PER": 0.9, "B-PER": 0.06, "O": 0.02}, {"O": 0.9}],
+    # The argmax `O I-PER O` is invalid (I- after O); `O U-PER O` wins, and
+    # U-PER had 0.05: type mass I-PER + U-PER + B-PER + L-PER = 0.9 + 0.05 +
+    # 0.01 + 0.01 = 0.97.
+    "BILUO": [
+        {"O": 0.9},
+        {"I-PER": 0.9, "U-PER": 0.05, "B-PER": 0.01, "L-PER": 0.01, "O": 0.02},
+        {"O": 0.9},
+    ],
+}
+
+
+@pytest.mark.parametrize("scheme,mass", [("BIO", 0.96), ("BILUO", 0.97)])
+def test_repaired_entity_scores_its_type_mass(scheme, mass):
+    layout = layout_of(scheme)
+    labels = layout.output_labels("ents")
+    log_probs = log_probs_from(labels, REPAIRED_ROWS[scheme])
+    assert not is_valid(log_probs.argmax(axis=1), *transition_masks(labels, scheme))
+    ((entity,),) = predict_entities(layout, log_probs)
+    start, end, label, score, repaired = entity
+    assert (start, end, label, repaired) == (1, 2, "PER", True)
+    assert score == pytest.approx(mass, abs=1e-5)
+    # Not the probability of the decoded label (B-PER, U-PER), which scored
+    # it before: under 0.1.
+    decoded = "B-PER" if scheme == "BIO" else "U-PER"
+    assert float(numpy.exp(log_probs[1, labels.index(decoded)])) < 0.1
+    # A threshold of 0.5 keeps it.
+    assert predict_entities(layout, log_probs, threshold=0.5) == [[entity]]
+
+
+@pytest.mark.parametrize(
+    "scheme,rows,expected",
+    [
+        # B-PER I-PER: (0.6 + 0.2) and (0.5 + 0.1) -> mean 0.7; LOC's mass is
+        # not counted.
+        ("BIO",
+         [{"B-PER": 0.6, "I-PER": 0.2, "O": 0.1, "B-LOC": 0.05, "I-LOC": 0.05},
+          {"I-PER": 0.5, "B-PER": 0.1, "I-LOC": 0.3, "O": 0.05, "B-LOC": 0.05},
+          {"O": 0.8, "B-LOC": 0.1, "I-PER": 0.05, "B-PER": 0.03, "I-LOC": 0.02}],
+         [(0, 2, "PER", 0.7, False)]),
+        # B-PER L-PER: (0.5 + 0.2 + 0.1 + 0.08) and (0.6 + 0.2 + 0.05 + 0.03)
+        # -> 0.88 (0.005 on each LOC label).
+        ("BILUO",
+         [{"B-PER": 0.5, "U-PER": 0.2, "I-PER": 0.1, "L-PER": 0.08, "O": 0.1},
+          {"L-PER": 0.6, "I-PER": 0.2, "U-PER": 0.05, "B-PER": 0.03, "O": 0.1}],
+         [(0, 2, "PER", 0.88, False)]),
+        # IO: I-PER alone is the type: 0.7 and 0.6 -> 0.65, as the old score.
+        ("IO",
+         [{"I-PER": 0.7, "I-LOC": 0.2, "O": 0.1}, {"I-PER": 0.6, "O": 0.3, "I-LOC": 0.1},
+          {"O": 0.5, "I-LOC": 0.45, "I-PER": 0.05}],
+         [(0, 2, "PER", 0.65, False)]),
+    ],
+)
+def test_entity_score_is_the_mean_type_mass(scheme, rows, expected):
+    layout = layout_of(scheme)
+    (entities,) = predict_entities(layout, log_probs_from(layout.output_labels("ents"), rows))
+    assert [e[:3] + e[4:] for e in entities] == [e[:3] + e[4:] for e in expected]
+    for got, want in zip(entities, expected):
+        assert got[3] == pytest.approx(want[3], abs=1e-5)
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO", "IO"])
+def test_type_mass_is_taken_after_the_temperature(scheme):
+    """With a temperature T, each token's probabilities are
+    softmax(log p / T) before the type's labels are summed."""
+    layout = layout_of(scheme)
+    labels = layout.output_labels("ents")
+    rng = numpy.random.default_rng(5)
+    log_probs = numpy.log(rng.dirichlet(numpy.ones(len(labels)) * 0.3, size=12))
+    calibration = {"temperature": {"ents": 1.7}}
+    (entities,) = predict_entities(layout, log_probs, calibration=calibration)
+    (plain,) = predict_entities(layout, log_probs)
+    assert [e[:3] for e in entities] == [e[:3] for e in plain]  # decoding unchanged
+    scaled = numpy.exp(log_probs / 1.7)
+    scaled /= scaled.sum(axis=1, keepdims=True)
+    assert entities
+    for start, end, label, score, _ in entities:
+        columns = [i for i, name in enumerate(labels) if split_label(name)[1] == label]
+        assert score == pytest.approx(scaled[start:end, columns].sum(axis=1).mean(), abs=1e-5)
+
+
+def loop_repaired(ids, argmax, spans):
+    return [bool((ids[s:e] != argmax[s:e]).any()) for s, e, *_ in spans]
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO", "IO"])
+def test_scores_bounded_and_at_least_the_decoded_labels_mean(scheme):
+    """Random log-probabilities, many docs at once: every score is in [0, 1]
+    and at least the mean probability of the entity's decoded labels (the old
+    score); an entity is marked repaired exactly when one of its labels is
+    not the argmax; a calibration map keeps scores in [0, 1]."""
+    layout = layout_of(scheme, ("X", "WORK-OF-ART", "Y"))
+    labels = layout.output_labels("ents")
+    rng = numpy.random.default_rng(11)
+    lengths = [int(n) for n in rng.integers(0, 9, size=150)]
+    scores = rng.normal(scale=3.0, size=(sum(lengths), len(labels)))
+    log_probs = scores - numpy.log(numpy.exp(scores).sum(axis=1, keepdims=True))
+    per_doc = predict_entities(layout, log_probs, lengths)
+    mapped = predict_entities(
+        layout, log_probs, lengths,
+        calibration={"temperature": {"ents": 0.3},
+                     "entity_map": {"method": "platt", "a": 40.0, "b": -20.0}},
+    )
+    offset, n_entities, n_repaired = 0, 0, 0
+    for n, entities, entities_mapped in zip(lengths, per_doc, mapped):
+        lp = log_probs[offset : offset + n].astype("float32")
+        offset += n
+        ids = constrained_decode(lp, *transition_masks(labels, scheme))
+        probs = numpy.exp(lp[numpy.arange(n), ids])
+        old = label_spans(ids, probs, labels)
+        assert [e[:3] for e in entities] == [s[:3] for s in old]
+        assert [e[4] for e in entities] == loop_repaired(ids, lp.argmax(axis=1), old)
+        for entity, (*_, old_score) in zip(entities, old):
+            assert 0.0 <= entity[3] <= 1.0
+            assert entity[3] >= old_score - 1e-6
+        assert all(0.0 <= e[3] <= 1.0 for e in entities_mapped)
+        n_entities += len(entities)
+        n_repaired += sum(e[4] for e in entities)
+    assert n_entities > 100
+    assert (n_repaired > 20) == (scheme != "IO") and (n_repaired == 0) == (scheme == "IO")
+
+
+def test_threshold_keeps_a_repaired_entity_in_the_pipeline(wordpiece, monkeypatch):
+    """Through the component: `O I-PER O O` from the model is repaired to
+    `O B-PER O O`; with `threshold = 0.5` the entity is kept in doc.ents and
+    the span group, scored by its type mass (0.96, not B-PER's 0.06) and
+    marked repaired in attrs["repaired"]."""
+    nlp = make_nlp(wordpiece, threshold=0.5)
+    nlp.initialize(lambda: make_examples(nlp))
+    pipe = nlp.get_pipe("token_classifier")
+    labels = pipe.layout.output_labels("ents")
+    rows = REPAIRED_ROWS["BIO"] + [{"O": 0.9}]
+    fixed = log_probs_from(labels, rows).astype("float32")
+    # The head's output for every doc (thinc's Model has no instance dict).
+    model_class, original = type(pipe.model), type(pipe.model).predict
+
+    def predict(model, docs):
+        return [fixed for _ in docs] if model is pipe.model else original(model, docs)
+
+    monkeypatch.setattr(model_class, "predict", predict)
+    doc = nlp("Angela Merkel visited Paris")
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(1, 2, "PER")]
+    group = doc.spans["token_classifier"]
+    assert [(s.start, s.end, s.label_) for s in group] == [(1, 2, "PER")]
+    assert group.attrs["scores"] == [pytest.approx(0.96, abs=1e-5)]
+    assert group.attrs["repaired"] == [True]
+    # The token probability reported is still that of the decoded label.
+    assert doc._.tokclf_probs["token_classifier"]["ents"][1] == pytest.approx(0.06, abs=1e-5)

@@ -6,6 +6,7 @@ import pytest
 from spacy_tokclf.calibration import check_calibration, map_entity_scores, scale_log_probs
 from spacy_tokclf.calibration_fit import fit_isotonic, fit_platt, fit_temperature
 from spacy_tokclf.metrics import (
+    calibration_summary,
     classify_errors,
     count_error_kinds,
     expected_calibration_error,
@@ -43,6 +44,29 @@ def test_ece_edges_and_perfect():
     assert expected_calibration_error([], []) == 0.0
     with pytest.raises(ValueError):
         expected_calibration_error([0.5], [1, 0])
+
+
+def test_calibration_summary_of_a_subset_by_hand():
+    """`where` restricts the summary to some predictions (the entities whose
+    labels decoding repaired): here 0.05 (right), 0.08 (right), 0.95 (wrong)."""
+    conf = [0.95, 0.05, 0.9, 0.08, 0.95]
+    right = [1, 1, 1, 1, 0]
+    repaired = [False, True, False, True, True]
+    sub = calibration_summary(conf, right, where=repaired)
+    assert sub["n"] == 3
+    assert sub["accuracy"] == pytest.approx(2 / 3)
+    assert sub["mean_confidence"] == pytest.approx((0.05 + 0.08 + 0.95) / 3)
+    # bin 0: 0.05, 0.08 -> conf 0.065, acc 1, weight 2/3; bin 9: 0.95, acc 0, weight 1/3
+    assert sub["ece"] == pytest.approx(2 / 3 * 0.935 + 1 / 3 * 0.95)
+    assert sum(b["n"] for b in sub["bins"]) == 3
+    whole = calibration_summary(conf, right)
+    assert whole["n"] == 5 and calibration_summary(conf, right, where=[True] * 5) == whole
+    empty = calibration_summary(conf, right, where=[False] * 5)
+    assert (empty["n"], empty["ece"], empty["accuracy"]) == (0, 0.0, None)
+    with pytest.raises(ValueError, match="where"):
+        calibration_summary(conf, right, where=[True])
+    with pytest.raises(ValueError, match="correct flags"):
+        calibration_summary(conf[:2], right[:1], where=[True, False])
 
 
 # Threshold ------------------------------------------------------------------

@@ -233,11 +233,15 @@ def test_overwrite_false_keeps_an_existing_span_group(trained_both):
     # score; "New York City" overlaps the existing span and is not.
     assert [(s.start, s.end, s.label_) for s in group] == [(3, 5, "MINE"), (0, 2, "PER")]
     assert group.attrs["scores"][0] == 0.5 and 0 < group.attrs["scores"][1] <= 1
+    # attrs["repaired"] stays aligned with the spans: unknown (None) for the
+    # existing span, a bool for the predicted one.
+    assert group.attrs["repaired"][0] is None and group.attrs["repaired"][1] in (True, False)
     # Running it again adds nothing.
     again = pipe(doc)
     assert [(s.start, s.end, s.label_) for s in again.spans[NAME]] == [
         (3, 5, "MINE"), (0, 2, "PER")
     ]
+    assert len(again.spans[NAME].attrs["repaired"]) == len(again.spans[NAME])
 
 
 def test_overwrite_true_replaces_the_span_group_and_probs(trained_both, monkeypatch):
@@ -256,7 +260,7 @@ def test_overwrite_true_replaces_the_span_group_and_probs(trained_both, monkeypa
 
 def test_export_after_quantize_says_why(trained_both, tmp_path):
     """Export of a quantized pipeline blamed the model's head."""
-    nlp = make_nlp(Path(trained_both.get_pipe(NAME).model.get_ref("tok2vec").attrs["settings"].name))
+    nlp = make_nlp(Path(encoder_settings(trained_both).name), tasks=["ents", "tag"])
     nlp.from_bytes(trained_both.to_bytes())
     spacy_tokclf.quantize_encoder(nlp)
     with pytest.raises(ValueError, match="quantized.*fp32"):
@@ -267,12 +271,12 @@ def test_int8_pipeline_on_a_gpu_device_is_a_clear_error(trained_both, monkeypatc
     """A saved int8 pipeline loaded after spacy.require_gpu() failed inside
     torch._int_mm; now it fails at load, saying what to do. (The device is
     faked: no tensor is moved.)"""
-    nlp = make_nlp(Path(trained_both.get_pipe(NAME).model.get_ref("tok2vec").attrs["settings"].name))
+    nlp = make_nlp(Path(encoder_settings(trained_both).name), tasks=["ents", "tag"])
     nlp.from_bytes(trained_both.to_bytes())
     spacy_tokclf.quantize_encoder(nlp)
     data = nlp.to_bytes()
     monkeypatch.setattr(hf_shim, "get_torch_default_device", lambda: torch.device("cuda", 0))
-    fresh = make_nlp(Path(encoder_settings(nlp).name))
+    fresh = make_nlp(Path(encoder_settings(nlp).name), tasks=["ents", "tag"])
     with pytest.raises(ValueError, match="int8.*CPU only.*require_gpu"):
         fresh.from_bytes(data)
 
@@ -332,21 +336,57 @@ def test_output_split_uses_host_indices(monkeypatch, wordpiece):
     assert seen == [list]
 
 
+def cpu_reference(nlp):
+    """What the GPU test compares against: per text of TRAIN_DATA, the CPU's
+    entities, tags, entity scores and token probabilities. The texts must give
+    entities (and the pipeline was overfitted on them), or the comparison
+    would pass on nothing."""
+    texts = [text for text, _ in TRAIN_DATA]
+    out = []
+    for doc in nlp.pipe(texts):
+        group = doc.spans[NAME]
+        out.append({
+            "ents": [(e.start, e.end, e.label_) for e in doc.ents],
+            "tags": [t.tag_ for t in doc],
+            "scores": list(group.attrs["scores"]),
+            "probs": doc._.tokclf_probs[NAME],
+        })
+    n_gold = sum(len(annots["entities"]) for _, annots in TRAIN_DATA)
+    assert sum(len(r["ents"]) for r in out) >= n_gold, "the CPU prediction lacks entities"
+    return texts, out
+
+
+def test_gpu_reference_has_entities(trained_both):
+    """The CPU side of test_gpu_prediction_matches_cpu (which this machine
+    skips) holds every gold entity, so that test compares real entities."""
+    _, reference = cpu_reference(trained_both)
+    gold = []
+    for text, annots in TRAIN_DATA:
+        doc = trained_both.make_doc(text)
+        gold.append([(s.start, s.end, s.label_)
+                     for s in (doc.char_span(a, b, label=lab) for a, b, lab in annots["entities"])])
+    assert [r["ents"] for r in reference] == gold
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none on this machine")
 def test_gpu_prediction_matches_cpu(trained_both):
-    """On a GPU, predictions equal the CPU's (labels) and stay close (probs)."""
+    """On a GPU, predictions equal the CPU's (entities, which must exist, and
+    tags) and stay close (entity scores and token probabilities, 1e-4)."""
     import spacy
     from thinc.api import get_current_ops
 
-    texts = [text for text, _ in TRAIN_DATA]
-    cpu = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in trained_both.pipe(texts)]
+    texts, cpu = cpu_reference(trained_both)
     data = trained_both.to_bytes()
     spacy.require_gpu()
     try:
         nlp = make_nlp(Path(encoder_settings(trained_both).name), tasks=["ents", "tag"])
         nlp.from_bytes(data)
-        gpu = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
         assert type(get_current_ops()).__name__ == "CupyOps"
-        assert gpu == cpu
+        for doc, ref in zip(nlp.pipe(texts), cpu):
+            assert [(e.start, e.end, e.label_) for e in doc.ents] == ref["ents"]
+            assert [t.tag_ for t in doc] == ref["tags"]
+            numpy.testing.assert_allclose(doc.spans[NAME].attrs["scores"], ref["scores"], atol=1e-4)
+            for task, probs in ref["probs"].items():
+                numpy.testing.assert_allclose(doc._.tokclf_probs[NAME][task], probs, atol=1e-4)
     finally:
         spacy.require_cpu()

@@ -2,17 +2,23 @@
 error_page.py) on a tiny random encoder trained briefly, so its scores are far
 from calibrated. The calibration itself is tested in tests/test_calibration.py."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import calibration_report
 import error_page
 import numpy
 import pytest
+import spacy
 from spacy.tokens import DocBin
 
 from spacy_tokclf.calibrate_pipeline import calibrate_saved
+from spacy_tokclf.metrics import expected_calibration_error
 
 from ..util import make_examples, make_nlp, train
+from .conftest import SCRIPTS
 
 NAME = "token_classifier"
 
@@ -45,6 +51,78 @@ def test_calibration_report_and_error_page(tmp_path, pipeline):
     html = (tmp_path / "metrics" / "ner_errors.html").read_text()
     counts = json.loads(html.split('id="counts">')[1].split("</script>")[0])
     assert counts["counts"] == report["error_counts"]
+
+
+def test_report_shows_repaired_entities_apart(tmp_path, tagging_nlp):
+    """The entities whose labels decoding repaired (attrs["repaired"]) get
+    their own count, precision, mean score and ECE, before and after, and
+    their own threshold table. The pipeline (30 updates) repairs some of its
+    entities on its training texts."""
+    nlp = tagging_nlp
+    nlp.to_disk(tmp_path / "before")
+    dev = write_dev(nlp, tmp_path / "dev.spacy")
+    calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
+    report = calibration_report.write_calibration_report(
+        tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "ner", tmp_path / "fit.json"
+    )
+    repaired = report["repaired_entities"]
+    # The same figures, gathered here from what the calibrated pipeline writes.
+    after = spacy.load(tmp_path / "after")
+    gold_docs = list(DocBin().from_disk(dev).get_docs(after.vocab))
+    scores, right = [], []
+    for gold, doc in zip(gold_docs, after.pipe(g.text for g in gold_docs)):
+        truth = {(e.start, e.end, e.label_) for e in gold.ents}
+        group = doc.spans[NAME]
+        for span, score, flag in zip(group, group.attrs["scores"], group.attrs["repaired"]):
+            if flag:
+                scores.append(score)
+                right.append((span.start, span.end, span.label_) in truth)
+    assert len(scores) > 0
+    assert repaired["after"]["n"] == repaired["before"]["n"] == len(scores)
+    assert repaired["after"]["accuracy"] == pytest.approx(numpy.mean(right))
+    assert repaired["after"]["mean_confidence"] == pytest.approx(numpy.mean(scores), abs=1e-6)
+    assert repaired["after"]["ece"] == pytest.approx(expected_calibration_error(scores, right), abs=1e-6)
+    assert 0 < repaired["share_of_entities"] <= 1
+    assert repaired["share_of_entities"] == pytest.approx(len(scores) / report["calibration"]["entities"]["after"]["n"])
+    assert repaired["thresholds"][0]["kept"] == len(scores)
+    md = (tmp_path / "metrics" / "ner_calibration.md").read_text()
+    assert f"| entities repaired by decoding | {len(scores):,} |" in md
+    assert "Entities repaired by decoding, kept at each threshold" in md
+    # scripts/threshold_check.py finds the tables' rows, repaired ones too,
+    # in a pipeline loaded with `threshold = 0.5`.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "threshold_check.py"), str(tmp_path / "after"), str(dev),
+         "--threshold", "0.5", "--table", str(tmp_path / "metrics" / "ner_calibration.json"),
+         "--output", str(tmp_path / "check.json")],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = json.loads((tmp_path / "check.json").read_text())
+    row = {r["threshold"]: r for r in repaired["thresholds"]}[0.5]
+    assert (check["0.5"]["kept_repaired"], check["0.5"]["tp_repaired"]) == (row["kept"], row["tp"])
+    assert check["0.5"]["table_repaired_kept"] == row["kept"]
+
+
+def test_repaired_figures_by_hand():
+    """measure() and markdown() on two docs worked out by hand: 3 entities,
+    2 repaired (0.2 right, 0.9 wrong)."""
+    records = [
+        {"gold": [(0, 1, "PER"), (3, 5, "LOC")], "pred": [(0, 1, "PER", 0.2), (3, 4, "LOC", 0.9)]},
+        {"gold": [(1, 2, "ORG")], "pred": [(1, 2, "ORG", 0.8)]},
+    ]
+    result = {"records": records, "repaired": [[True, True], [False]], "tags": []}
+    m = calibration_report.measure(result)
+    rep = m["repaired_entities"]
+    assert (rep["n"], rep["accuracy"], rep["mean_confidence"]) == (2, 0.5, pytest.approx(0.55))
+    # bin 2: 0.2 right (gap 0.8); bin 9: 0.9 wrong (gap 0.9); each weighs 1/2.
+    assert rep["ece"] == pytest.approx(0.85)
+    assert m["entities"]["n"] == 3
+    table = calibration_report.repaired_report(m, m)
+    assert table["share_of_entities"] == pytest.approx(2 / 3)
+    by_threshold = {row["threshold"]: row for row in table["thresholds"]}
+    assert (by_threshold[None]["kept"], by_threshold[0.5]["kept"], by_threshold[0.5]["tp"]) == (2, 1, 0)
+    assert by_threshold[None]["r"] == 1.0 and by_threshold[0.5]["r"] == 0.0
 
 
 def test_error_page_marks_each_kind(tmp_path):
