@@ -6,16 +6,19 @@ packaged with the pipeline), fitted by `calibrate()` (calibrate_pipeline.py):
 
 - a temperature T per task: the reported token probabilities (and so
   `doc._.tokclf_probs`) become softmax(log_softmax(scores) / T);
-- a monotone map of entity scores (the mean probability of an entity's
-  token labels, after the temperature) to the probability that the entity is
-  right (span and type): piecewise linear through fitted points ("isotonic")
-  or logistic on the logit of the score ("platt"). "temperature" has no map.
+- an increasing map of entity scores (the entity's score, after the
+  temperature) to the probability that the entity is right (span and type):
+  piecewise linear through fitted points ("isotonic") or logistic on the
+  logit of the score with a slope in [PLATT_MIN_SLOPE, PLATT_MAX_SLOPE]
+  ("platt"). "temperature" has no map. A flat, decreasing or non-finite map
+  is not a valid calibration (check_calibration), as the fit refuses it.
 
 Decoding never changes: labels are chosen (argmax, or constrained Viterbi)
 on the uncalibrated scores, and only the probabilities reported for them are
 calibrated. Both maps are monotone, so the order of entity scores is kept
 (the isotonic map is flat below its first and above its last point, where
-scores become equal).
+scores become equal). With a `threshold`, which entities pass it depends on
+the scores, so calibrating can change which entities are kept (decoding.py).
 """
 import math
 from typing import Any, Dict, Optional, Sequence, Union
@@ -25,7 +28,14 @@ import numpy
 from .errors import CalibrationErrors, error
 
 ENTITY_MAPS = ("isotonic", "platt")
-_EPS = 1e-6
+# Scores are clipped to [LOGIT_EPS, 1 - LOGIT_EPS] before their logit is taken.
+LOGIT_EPS = 1e-6
+# Bounds of the slope `a` of a Platt map: below the lower one the map is flat
+# (over the whole range of logits, 2 * 13.8, its output logit moves by less
+# than 0.03); the upper one keeps the fit finite where the right and wrong
+# entities' scores barely differ.
+PLATT_MIN_SLOPE = 1e-3
+PLATT_MAX_SLOPE = 100.0
 
 
 def temperature_of(calibration: Optional[Dict], task: str) -> float:
@@ -80,7 +90,8 @@ def check_calibration(calibration: Any, tasks: Sequence[str]) -> Optional[str]:
     if not isinstance(entity_map, dict) or entity_map.get("method") not in ENTITY_MAPS:
         return CalibrationErrors.BAD_MAP_METHOD.format(methods=list(ENTITY_MAPS))
     if entity_map["method"] == "isotonic":
-        x, y = entity_map.get("x"), entity_map.get("y")
+        x: Any = entity_map.get("x")
+        y: Any = entity_map.get("y")
         ok = (
             isinstance(x, list) and isinstance(y, list) and len(x) == len(y) and len(x) > 0
             and all(_is_number(v) for v in x + y)
@@ -89,14 +100,25 @@ def check_calibration(calibration: Any, tasks: Sequence[str]) -> Optional[str]:
         )
         if not ok:
             return CalibrationErrors.BAD_ISOTONIC
-    elif not (_is_number(entity_map.get("a")) and _is_number(entity_map.get("b"))):
-        return CalibrationErrors.BAD_PLATT
+        if not all(0.0 <= v <= 1.0 for v in y):
+            return CalibrationErrors.BAD_ISOTONIC_RANGE
+        if not y[0] < y[-1]:
+            return CalibrationErrors.BAD_FLAT_MAP
+    else:
+        a: Any = entity_map.get("a")
+        b: Any = entity_map.get("b")
+        if not (_is_number(a) and _is_number(b)):
+            return CalibrationErrors.BAD_PLATT
+        if not PLATT_MIN_SLOPE <= a <= PLATT_MAX_SLOPE:
+            return CalibrationErrors.BAD_PLATT_SLOPE.format(
+                a=a, low=PLATT_MIN_SLOPE, high=PLATT_MAX_SLOPE
+            )
     return None
 
 
 def logit(s: numpy.ndarray) -> numpy.ndarray:
     """log(s / (1 - s)), with s clipped away from 0 and 1."""
-    s = numpy.clip(s, _EPS, 1 - _EPS)
+    s = numpy.clip(s, LOGIT_EPS, 1 - LOGIT_EPS)
     return numpy.log(s) - numpy.log1p(-s)
 
 
@@ -111,6 +133,9 @@ def _is_number(value: Any) -> bool:
 
 __all__ = [
     "ENTITY_MAPS",
+    "LOGIT_EPS",
+    "PLATT_MAX_SLOPE",
+    "PLATT_MIN_SLOPE",
     "check_calibration",
     "logit",
     "map_entity_scores",

@@ -52,11 +52,15 @@ def export_cli(
     output_dir: Path = Arg(..., help="Directory to write the Hugging Face model to"),
     component: Optional[str] = Opt(None, "--component", "-c", help="Name of the token_classifier; default: the only one"),
     task: Optional[str] = Opt(None, "--task", "-t", help="Task to export, 'ents' or 'tag'; default: 'ents' if the component has it"),
+    allow_context: bool = Opt(False, "--allow-context", help="Export a component with model.tok2vec.context = 0 (each sentence read alone) anyway: the exported model reads each text whole"),
     # fmt: on
 ):
     """Write a trained token_classifier as a Hugging Face token-classification
     model that transformers.pipeline("token-classification", model=OUTPUT_DIR)
-    loads.
+    loads. A checkpoint has no sentence boundaries, threshold or calibration:
+    a component that reads each sentence alone (context = 0) is refused
+    unless --allow-context is given; a larger context, a threshold and a
+    calibration are left out with a warning that says what differs.
     """
     import spacy
 
@@ -64,7 +68,7 @@ def export_cli(
 
     nlp = spacy.load(pipeline_dir)
     try:
-        to_huggingface(nlp, output_dir, component=component, task=task)
+        to_huggingface(nlp, output_dir, component=component, task=task, allow_context=allow_context)
     except (OSError, ValueError) as err:
         msg.fail(f"Could not export '{pipeline_dir}'", str(err), exits=1)
     msg.good(
@@ -81,14 +85,17 @@ def calibrate_cli(
     dev_path: Path = Arg(..., help="Gold dev data (.spacy) to fit the calibration on; not the training data", exists=True),
     output_dir: Path = Arg(..., help="Directory to write the calibrated pipeline to"),
     component: Optional[str] = Opt(None, "--component", "-c", help="Name of the token_classifier; default: the only one"),
-    method: str = Opt("auto", "--method", "-m", help="Entity score map: 'isotonic', 'platt', 'temperature' (none), or 'auto' (the lowest cross-fitted entity ECE)"),
+    method: str = Opt("auto", "--method", "-m", help="Entity score map: 'isotonic', 'platt', 'temperature' (none), or 'auto' (of the maps that can be fitted, the lowest cross-fitted entity ECE; the ECE it reports for auto is a nested cross-fitted estimate). A map the dev set cannot give (all entities right, equal scores, a flat or decreasing fit) is an error, and auto leaves it out"),
     report: Optional[Path] = Opt(None, "--report", "-r", help="Write the fitted calibration and the ECEs before and after to this JSON file"),
     # fmt: on
 ):
     """Calibrate a token_classifier's probabilities on a gold dev set: a
-    temperature per task (token probabilities, doc._.tokclf_probs) and a
-    monotone map of entity scores. Which entities and tags are predicted does
-    not change; the calibrated pipeline saves, loads and packages as usual.
+    temperature per task (token probabilities, doc._.tokclf_probs) and an
+    increasing map of entity scores. Calibration never changes the decoded
+    labels (the entities and tags that decoding finds). With a threshold set,
+    which entities pass the threshold depends on the (calibrated) scores, so
+    calibrating can change which entities are kept. The calibrated pipeline
+    saves, loads and packages as usual.
     """
     from .calibrate_pipeline import calibrate_saved, summary_lines
 

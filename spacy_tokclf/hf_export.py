@@ -3,8 +3,13 @@
 Export (`to_huggingface`): a trained token_classifier becomes a directory with
 config.json (id2label/label2id), safetensors weights and the tokenizer, which
 `transformers.pipeline("token-classification", ...)` loads. The exported
-model's logits are checked against the component's scores on a sample
-sentence (hf_import.check_same_scores).
+model's logits are checked against the component's scores on a sample text
+of several sentences, with sentence boundaries (hf_import.check_same_scores).
+
+What a checkpoint cannot hold is refused or named: sentence context
+(`model.tok2vec.context`: 0 is refused unless allow_context=True, a larger
+context is a warning that says on which texts the two read differently), the
+`threshold` and the calibration (warnings).
 """
 import copy
 import warnings
@@ -28,6 +33,7 @@ def to_huggingface(
     *,
     component: Optional[str] = None,
     task: Optional[str] = None,
+    allow_context: bool = False,
 ) -> Path:
     """Write a trained token_classifier as a Hugging Face token-classification
     checkpoint: config.json (with id2label, label2id), model.safetensors and
@@ -41,6 +47,9 @@ def to_huggingface(
         the only token_classifier.
     task (Optional[str]): the task to export (one head per checkpoint); None:
         "ents" if the component has it, else its only task.
+    allow_context (bool): export a component with `model.tok2vec.context = 0`
+        (each sentence read alone) anyway, as the model it is on docs
+        without sentence boundaries.
     RETURNS (Path): out_dir.
     """
     pipe = _find_component(nlp_or_pipe, component)
@@ -62,6 +71,23 @@ def to_huggingface(
     settings: EncoderSettings = tok2vec.attrs["settings"]
     if settings.pooling != "first":
         raise ValueError(error(Errors.HF_EXPORT_POOLING, pipe.name, pooling=settings.pooling))
+    # Sentences read alone differ from the whole text on any text of several
+    # sentences; with context > 0, only on texts longer than the window.
+    alone = settings.context == 0
+    if alone and not allow_context:
+        raise ValueError(error(Errors.HF_EXPORT_CONTEXT_ALONE, pipe.name))
+    if alone:
+        warnings.warn(error(Errors.HF_EXPORT_CONTEXT_ALLOWED, pipe.name))
+    elif settings.context is not None:
+        warnings.warn(
+            error(Errors.HF_EXPORT_CONTEXT, pipe.name, context=settings.context, window=settings.window)
+        )
+    if task == "ents" and pipe.cfg.get("threshold") is not None:
+        warnings.warn(error(Errors.HF_EXPORT_THRESHOLD, pipe.name, threshold=pipe.cfg["threshold"]))
+    calibration = pipe.cfg.get("calibration")
+    if calibration:
+        method = calibration.get("method", "temperature")
+        warnings.warn(error(Errors.HF_EXPORT_CALIBRATION, pipe.name, method=method))
     labels = pipe.layout.output_labels(task)
     if task == "ents" and pipe.cfg["scheme"] == "BILUO":
         labels = [biluo_to_bioes(label) for label in labels]
@@ -76,7 +102,9 @@ def to_huggingface(
         hf_model.classifier.bias.copy_(torch.from_numpy(numpy.ascontiguousarray(b)))
     hf_model.eval()
     rows = list(range(len(labels)))
-    check_same_scores(pipe, task, hf_model, shim.tokenizer, rows, "export")
+    # The sample text has sentence boundaries, unless the component reads
+    # sentences alone (allowed above): then it is compared as read whole.
+    check_same_scores(pipe, task, hf_model, shim.tokenizer, rows, "export", sentences=not alone)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hf_model.save_pretrained(str(out_dir), safe_serialization=True)

@@ -7,14 +7,16 @@ component's labels. It predicts as the model does, without training, and
 trains further like any token_classifier. The way back is hf_export.py.
 
 Both directions check their work (`check_same_scores`): the component's label
-scores and the model's logits are compared on a sample sentence, so a head
-that is not one Linear layer on the encoder's last hidden states, or a row in
-the wrong place, is an error, not a quietly different model.
+scores and the model's logits are compared on a sample text of several
+sentences, with sentence boundaries, so a head that is not one Linear layer
+on the encoder's last hidden states, a row in the wrong place, or a component
+that reads sentences apart (`model.tok2vec.context`), is an error, not a
+quietly different model.
 """
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy
 import spacy
@@ -38,8 +40,16 @@ from .pipeline import DEFAULT_CONFIG, TokenClassifier
 
 # Bias of a head row for a label the model does not have: it is never predicted.
 MISSING_LABEL_BIAS = -1e4
-# Sentence the component and the model are compared on.
+# Sentence the component is initialized on.
 CHECK_WORDS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "."]
+# Sentences the component and the model are compared on: one text, with
+# sentence boundaries, which a component with sentence context reads
+# differently from a model that reads the text whole.
+CHECK_SENTENCES = [
+    CHECK_WORDS,
+    ["The", "dog", "sleeps", "."],
+    ["Then", "the", "fox", "runs", "over", "the", "hill", "."],
+]
 # Largest allowed difference between the two sides' scores (relative and absolute).
 CHECK_TOLERANCE = 1e-3
 
@@ -268,18 +278,25 @@ def check_same_scores(
     tokenizer: Any,
     rows: Sequence[Optional[int]],
     direction: str,
+    sentences: bool = True,
 ) -> None:
     """Raise unless the component's label scores equal the model's logits at
-    each word's first piece, on CHECK_WORDS.
+    each word's first piece, on the words of CHECK_SENTENCES as one doc: with
+    sentence boundaries (sentences=True), which the model never has, or
+    without.
 
     rows: per component output row (of `task`), the model's label id or None.
     """
-    doc = Doc(pipe.vocab, words=CHECK_WORDS)
+    words = [word for sentence in CHECK_SENTENCES for word in sentence]
+    sent_starts: List[Union[bool, int, None]] = [
+        i == 0 for sentence in CHECK_SENTENCES for i in range(len(sentence))
+    ]
+    doc = Doc(pipe.vocab, words=words, sent_starts=sent_starts if sentences else None)
     ops = pipe.model.ops
     scores = ops.to_numpy(pipe.model.predict([doc])[0])[:, pipe.layout.slices[task]]
-    encoded = tokenizer(CHECK_WORDS, is_split_into_words=True, return_tensors="pt")
+    encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
     word_ids = encoded.word_ids(0)
-    first = [word_ids.index(i) for i in range(len(CHECK_WORDS))]
+    first = [word_ids.index(i) for i in range(len(words))]
     device = next(hf_model.parameters()).device
     with torch.no_grad():
         # The inputs the component gives its encoder (layers/hf_encoder.py).

@@ -18,9 +18,10 @@ import pytest
 import spacy
 import srsly
 from spacy.tokens import DocBin, Span
+from spacy.training import Example
 from spacy.util import load_model_from_config, make_tempdir
 
-from spacy_tokclf.calibrate_pipeline import calibrate, examples_from_docs
+from spacy_tokclf.calibrate_pipeline import calibrate, examples_from_docs, summary_lines
 from spacy_tokclf.calibration import map_entity_scores
 from spacy_tokclf.errors import CalibrationErrors
 from spacy_tokclf.metrics import expected_calibration_error
@@ -74,11 +75,56 @@ def same_decoding(a: List[Dict], b: List[Dict]) -> bool:
                for x, y in zip(a, b)) and len(a) == len(b)
 
 
+DEV_TEXTS = [text for text in ALL_TEXTS if text.strip()]
+
+
+def dev_examples(nlp, wrong_share: float = 1 / 3) -> List[Example]:
+    """Gold examples of DEV_TEXTS on which the pipeline's entities (as it
+    predicts them now) with the lowest scores, `wrong_share` of them, are
+    wrong (no gold entity there) and the others right; tags are gold for the
+    TRAIN_DATA texts. Being right rises with the score, so both maps can be
+    fitted, whatever the tiny model predicts (a model overfitted on 3 docs
+    gets them all right, and then no map can be fitted)."""
+    tags = {text: annots["tags"] for text, annots in TRAIN_DATA}
+    docs = list(nlp.pipe(DEV_TEXTS))
+    found = [
+        (float(score), d, (span.start_char, span.end_char, span.label_))
+        for d, doc in enumerate(docs)
+        for span, score in zip(doc.spans[NAME], doc.spans[NAME].attrs["scores"])
+    ]
+    assert len(found) >= 4 and len({s for s, _, _ in found}) >= 3, found
+    n_wrong = max(1, int(len(found) * wrong_share)) if wrong_share > 0 else 0
+    right = sorted(found, key=lambda f: f[0])[n_wrong:]
+    examples = []
+    for d, text in enumerate(DEV_TEXTS):
+        annots: Dict[str, Any] = {"entities": [ent for _, doc, ent in right if doc == d]}
+        if text in tags:
+            annots["tags"] = tags[text]
+        examples.append(Example.from_dict(nlp.make_doc(text), annots))
+    return examples
+
+
+def entity_ece(nlp, examples: List[Example]) -> float:
+    """Entity ECE of what the pipeline writes on the examples' texts."""
+    scores, right = entity_scores_and_flags(nlp, examples)
+    return expected_calibration_error(scores, right)
+
+
+def entity_scores_and_flags(nlp, examples: List[Example]):
+    scores, right = [], []
+    for eg, doc in zip(examples, nlp.pipe(eg.reference.text for eg in examples)):
+        truth = {(e.start, e.end, e.label_) for e in eg.reference.ents}
+        for s, x in zip(doc.spans[NAME], doc.spans[NAME].attrs["scores"]):
+            scores.append(x)
+            right.append((s.start, s.end, s.label_) in truth)
+    return scores, right
+
+
 def test_calibration_changes_scores_not_decoding(pipeline):
     nlp, examples = pipeline
     pipe = nlp.get_pipe(NAME)
     before = predictions(nlp)
-    report = calibrate(nlp, make_examples(nlp), method="isotonic")
+    report = calibrate(nlp, dev_examples(nlp), method="isotonic")
     calibration = pipe.cfg["calibration"]
     assert report["method"] == "isotonic" and calibration["method"] == "isotonic"
     json.dumps(calibration)  # stored as JSON
@@ -101,11 +147,13 @@ def test_calibration_changes_scores_not_decoding(pipeline):
     expected = numpy.exp(scaled[numpy.arange(len(ids)), ids])
     got = [p for doc in docs for p in doc._.tokclf_probs[NAME]["ents"]]
     numpy.testing.assert_allclose(got, expected, atol=1e-5)
-    for doc in docs:
-        probs = numpy.asarray(doc._.tokclf_probs[NAME]["ents"])
-        means = [probs[s.start : s.end].mean() for s in doc.spans[NAME]]
+    # Entity scores are the scores under the temperature alone, through the map.
+    pipe.cfg["calibration"] = {**calibration, "entity_map": None}
+    tempered = [list(doc.spans[NAME].attrs["scores"]) for doc in nlp.pipe(ALL_TEXTS)]
+    pipe.cfg["calibration"] = calibration
+    for doc, scores in zip(nlp.pipe(ALL_TEXTS), tempered):
         numpy.testing.assert_allclose(
-            doc.spans[NAME].attrs["scores"], map_entity_scores(calibration, means), atol=1e-5
+            doc.spans[NAME].attrs["scores"], map_entity_scores(calibration, scores), atol=1e-5
         )
 
 
@@ -125,33 +173,87 @@ def test_extreme_calibration_keeps_decoding(pipeline):
 
 
 def test_report_measures_what_the_pipeline_writes(pipeline):
-    nlp, examples = pipeline
-    gold = [eg.reference for eg in examples]
-
-    def entity_ece() -> float:
-        scores, right = [], []
-        for g, doc in zip(gold, nlp.pipe(eg.reference.text for eg in examples)):
-            truth = {(e.start, e.end, e.label_) for e in g.ents}
-            for s, x in zip(doc.spans[NAME], doc.spans[NAME].attrs["scores"]):
-                scores.append(x)
-                right.append((s.start, s.end, s.label_) in truth)
-        return expected_calibration_error(scores, right)
-
-    before = entity_ece()
-    report = calibrate(nlp, make_examples(nlp), method="platt")
+    nlp, _ = pipeline
+    examples = dev_examples(nlp)
+    before = entity_ece(nlp, examples)
+    report = calibrate(nlp, examples, method="platt")
     assert report["uncalibrated"]["entities"]["ece"] == pytest.approx(before, abs=1e-5)
     chosen = report["methods"]["platt"]
-    assert chosen["in_sample"]["entities"]["ece"] == pytest.approx(entity_ece(), abs=1e-5)
-    assert chosen["cross_fitted"] is not None
+    assert chosen["in_sample"]["entities"]["ece"] == pytest.approx(entity_ece(nlp, examples), abs=1e-5)
+    assert chosen["cross_fitted"] is not None or chosen["refused_in_fold"]
     assert set(report["uncalibrated"]) == {"ents_tokens", "tag_tokens", "entities"}
+    assert "auto" not in report  # the nested estimate is of method="auto" only
 
 
 def test_auto_picks_the_lowest_cross_fitted_ece(pipeline):
     nlp, _ = pipeline
-    report = calibrate(nlp, make_examples(nlp))
-    eces = {m: info["cross_fitted"]["entities"]["ece"] for m, info in report["methods"].items()}
-    assert set(eces) == {"temperature", "isotonic", "platt"}
+    report = calibrate(nlp, dev_examples(nlp))
+    assert report["refused"] == {}
+    eces = {
+        m: info["cross_fitted"]["entities"]["ece"]
+        for m, info in report["methods"].items()
+        if info["cross_fitted"] is not None
+    }
+    assert "temperature" in eces and set(report["methods"]) == {"temperature", "isotonic", "platt"}
     assert report["method"] == min(eces, key=eces.get)
+
+
+def test_auto_reports_the_nested_estimate(pipeline):
+    """The ECE reported for "auto" is nested: it equals, computed here with
+    the public API alone, running auto on one half of the dev docs and
+    measuring what the pipeline then writes on the other half, pooled over
+    both halves. The chosen method's own cross-fitted ECE (the lowest of
+    three) is kept in report["methods"] but not reported as the estimate."""
+    nlp, _ = pipeline
+    examples = dev_examples(nlp)
+    report = calibrate(nlp, examples)
+    nested = report["auto"]
+    assert "nested" in nested["estimate"] and "optimistic" in nested["estimate"]
+    n = len(examples)
+    fold_of = [(i * 2) // n for i in range(n)]
+    scores: List[float] = []
+    right: List[bool] = []
+    for k in range(2):
+        train = [eg for eg, f in zip(examples, fold_of) if f != k]
+        held_out = [eg for eg, f in zip(examples, fold_of) if f == k]
+        assert calibrate(nlp, train)["method"] == nested["chosen_per_fold"][k]
+        fold_scores, fold_right = entity_scores_and_flags(nlp, held_out)
+        scores += fold_scores
+        right += fold_right
+    expected = expected_calibration_error(scores, right)
+    assert nested["cross_fitted"]["entities"]["ece"] == pytest.approx(expected, abs=1e-5)
+    assert nested["cross_fitted"]["entities"]["n"] == len(scores)
+    line = next(line for line in summary_lines(report) if line.startswith("entity ECE"))
+    assert f"{expected:.4f} nested cross-fitted" in line
+
+
+def test_auto_never_picks_a_degenerate_map(pipeline):
+    """All predicted entities right: no map can say how being right depends
+    on the score. On today's main, auto chose a flat map (every entity the
+    same score: ECE near 0); now both maps are refused, auto takes the
+    temperature alone, and the scores keep their spread."""
+    nlp, _ = pipeline
+    all_right = dev_examples(nlp, wrong_share=0.0)
+    assert entity_ece(nlp, all_right) > 0  # scores below 1 while all are right
+    report = calibrate(nlp, all_right)
+    scores, _ = entity_scores_and_flags(nlp, all_right)
+    assert len(set(scores)) > 1
+    assert report["method"] == "temperature"
+    assert nlp.get_pipe(NAME).cfg["calibration"]["entity_map"] is None
+    assert set(report["refused"]) == {"isotonic", "platt"}
+    for reason in report["refused"].values():
+        assert reason.startswith(CalibrationErrors.REFUSED_ONE_CLASS.split("{")[0])
+    assert any(line.startswith("platt: no map fitted") for line in summary_lines(report))
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_asking_for_a_map_that_cannot_be_fitted_is_an_error(pipeline, method):
+    nlp, _ = pipeline
+    before = nlp.get_pipe(NAME).cfg["calibration"]
+    with pytest.raises(ValueError, match=fixed_text(CalibrationErrors.MAP_REFUSED)) as err:
+        calibrate(nlp, dev_examples(nlp, wrong_share=0.0), method=method)
+    assert "--method temperature" in str(err.value)
+    assert nlp.get_pipe(NAME).cfg["calibration"] == before  # nothing stored
 
 
 def test_calibrate_errors(pipeline):
@@ -168,7 +270,7 @@ def test_calibrate_errors(pipeline):
 
 def test_calibrated_pipeline_saves_and_loads(pipeline):
     nlp, _ = pipeline
-    calibrate(nlp, make_examples(nlp))
+    calibrate(nlp, dev_examples(nlp), method="isotonic")
     expected = predictions(nlp)
     with make_tempdir() as d:
         nlp.to_disk(d / "calibrated")
@@ -214,6 +316,13 @@ def test_pipeline_saved_before_calibration_existed_loads(pipeline):
     [
         ({"temperature": {"ents": -1.0}}, CalibrationErrors.BAD_TEMPERATURE),
         ({"temperature": {}, "entity_map": {"method": "isotonic"}}, CalibrationErrors.BAD_ISOTONIC),
+        # What today's main fitted and stored: decreasing, diverged, flat.
+        ({"temperature": {}, "entity_map": {"method": "platt", "a": -1.38e10, "b": 3.4e10}},
+         CalibrationErrors.BAD_PLATT_SLOPE),
+        ({"temperature": {}, "entity_map": {"method": "platt", "a": 1.79e9, "b": 0.0}},
+         CalibrationErrors.BAD_PLATT_SLOPE),
+        ({"temperature": {}, "entity_map": {"method": "isotonic", "x": [0.66], "y": [0.83]}},
+         CalibrationErrors.BAD_FLAT_MAP),
     ],
 )
 def test_damaged_calibration_names_the_file(pipeline, calibration, problem):
@@ -261,6 +370,46 @@ def test_threshold_drops_exactly_the_entities_under_it(pipeline):
     assert all(p["ents"] == [] for p in predictions(nlp)) or max(scores) == 1.0
 
 
+def test_with_a_threshold_calibrating_changes_which_entities_are_kept(pipeline):
+    """Calibration never changes the decoded labels: without a threshold the
+    entities are the same; with one, which entities pass it depends on the
+    (calibrated) scores. Here a map that lowers every score under the
+    threshold drops every entity that passed it uncalibrated."""
+    nlp, _ = pipeline
+    pipe = nlp.get_pipe(NAME)
+    lowering = {"temperature": {}, "entity_map": {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.21]}}
+    uncalibrated = predictions(nlp)
+    threshold = min(s for p in uncalibrated for s in p["scores"])
+    assert threshold > 0.21
+    pipe.cfg["calibration"] = lowering
+    assert same_decoding(uncalibrated, predictions(nlp))  # no threshold: the same entities
+    pipe.cfg["threshold"] = threshold
+    calibrated_kept = predictions(nlp)
+    pipe.cfg["calibration"] = None
+    uncalibrated_kept = predictions(nlp)
+    assert same_decoding(uncalibrated, uncalibrated_kept)  # every entity passes it
+    assert sum(len(p["ents"]) for p in uncalibrated_kept) > 0
+    assert all(p["ents"] == [] and p["spans"] == [] for p in calibrated_kept)
+    assert all(a["tags"] == b["tags"] for a, b in zip(calibrated_kept, uncalibrated_kept))
+
+
+def test_calibrate_help_states_the_threshold_semantics():
+    """The command's help said that which entities are predicted does not
+    change, which is false with a threshold."""
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "tokclf-calibrate", "--help"],
+        env={**os.environ, **OFFLINE_ENV, "COLUMNS": "100"}, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "Calibration never changes the decoded labels" in text
+    assert (
+        "With a threshold set, which entities pass the threshold depends on the (calibrated) "
+        "scores, so calibrating can change which entities are kept." in text
+    )
+    assert "predicted does not change" not in text
+
+
 def test_threshold_setting(wordpiece):
     assert make_nlp(wordpiece).get_pipe(NAME).cfg["threshold"] is None
     assert make_nlp(wordpiece, threshold=0.8).get_pipe(NAME).cfg["threshold"] == 0.8
@@ -274,26 +423,18 @@ def test_threshold_saved_and_overridden_at_load(pipeline):
     pipe = nlp.get_pipe(NAME)
     override = {"components": {NAME: {"threshold": 0.9}}}
     with make_tempdir() as d:
-        # Set on the component, then saved: kept.
+        # Set on the component only (nlp.config shows null), then saved: the
+        # config's value is used, and a warning says so.
         pipe.cfg["threshold"] = 0.3
         nlp.to_disk(d / "a")
-        assert spacy.load(d / "a").get_pipe(NAME).cfg["threshold"] == pytest.approx(0.3)
+        with pytest.warns(UserWarning, match="set on the component"):
+            assert spacy.load(d / "a").get_pipe(NAME).cfg["threshold"] is None
         # A threshold in the config spacy.load is given wins.
         assert spacy.load(d / "a", config=override).get_pipe(NAME).cfg["threshold"] == 0.9
-    # Saved with a threshold in its config: loaded as is, or overridden.
-    with make_tempdir() as d:
-        nlp.to_disk(d / "b")
-        cfg_path = d / "b" / NAME / "cfg"
-        cfg = srsly.read_json(cfg_path)
-        # As saved by a pipeline built with threshold = 0.3 (a number that
-        # srsly's JSON reader reads one ulp off), then set to 0.5 on the
-        # component before saving.
-        cfg["threshold"], cfg["config_threshold"] = 0.5, 0.3
-        srsly.write_json(cfg_path, cfg)
-        config = spacy.util.load_config(d / "b" / "config.cfg")
-        config["components"][NAME]["threshold"] = 0.3
-        config.to_disk(d / "b" / "config.cfg")
-        assert spacy.load(d / "b").get_pipe(NAME).cfg["threshold"] == 0.5
+        # Given at load, then saved: it is in config.cfg, and loads as saved.
+        given = {"components": {NAME: {"threshold": 0.3}}}
+        spacy.load(d / "a", config=given).to_disk(d / "b")
+        assert spacy.load(d / "b").get_pipe(NAME).cfg["threshold"] == pytest.approx(0.3)
         assert spacy.load(d / "b", config=override).get_pipe(NAME).cfg["threshold"] == 0.9
         none = {"components": {NAME: {"threshold": None}}}
         assert spacy.load(d / "b", config=none).get_pipe(NAME).cfg["threshold"] is None
@@ -315,8 +456,8 @@ def test_overwrite_false_policy_holds_with_calibration(pipeline):
 # command line ----------------------------------------------------------------
 
 
-def write_dev(nlp, path: Path) -> Path:
-    DocBin(docs=[eg.reference for eg in make_examples(nlp)] * 2).to_disk(path)
+def write_dev(nlp, path: Path, wrong_share: float = 1 / 3) -> Path:
+    DocBin(docs=[eg.reference for eg in dev_examples(nlp, wrong_share)]).to_disk(path)
     return path
 
 
@@ -333,11 +474,12 @@ def test_cli_calibrate(tmp_path, pipeline):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "entity ECE" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["method"] == "platt" and report["n_docs"] == 6
+    assert report["method"] == "platt" and report["n_docs"] == len(DEV_TEXTS)
     calibrated = spacy.load(tmp_path / "calibrated")
     assert_close(calibrated.get_pipe(NAME).cfg["calibration"], report["calibration"])
     original = spacy.load(tmp_path / "model")
     assert same_decoding(predictions(original), predictions(calibrated))
+    assert "nested" not in result.stdout  # not auto
     result = subprocess.run(
         [sys.executable, "-m", "spacy", "tokclf-calibrate", "model", "dev.spacy", "x", "-m", "spline"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -345,3 +487,19 @@ def test_cli_calibrate(tmp_path, pipeline):
     assert result.returncode == 1 and "spline" in result.stdout
     assert not (tmp_path / "x").exists()
     assert dev.exists()
+    # All entities right: a map is refused by name, auto goes on without one.
+    write_dev(nlp, tmp_path / "all_right.spacy", wrong_share=0.0)
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "tokclf-calibrate", "model", "all_right.spacy", "y", "-m", "isotonic"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Cannot fit a 'isotonic' map" in result.stdout and "--method temperature" in result.stdout
+    assert not (tmp_path / "y").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "tokclf-calibrate", "model", "all_right.spacy", "z"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "method temperature" in result.stdout and "nested cross-fitted" in result.stdout
+    assert "isotonic: no map fitted" in result.stdout

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,7 +33,7 @@ from spacy.util import make_tempdir
 
 from spacy_tokclf import from_huggingface, to_huggingface
 from spacy_tokclf.decoding import is_valid, transition_masks
-from spacy_tokclf.hf_import import MISSING_LABEL_BIAS
+from spacy_tokclf.hf_import import MISSING_LABEL_BIAS, check_same_scores
 from spacy_tokclf.labels import FROM_BILUO, PREFIXED_LABEL, TO_BILUO
 from spacy_tokclf.labels import read_hf_labels as read_labels
 
@@ -401,6 +402,100 @@ def test_import_missing_labels_warn_and_are_never_predicted(tmp_path, encoders):
         assert i_row not in ids.tolist()
 
 
+# Import: multi-token entities ------------------------------------------------------
+
+# Texts and, per spaCy token, the labels a checkpoint is fitted to give them,
+# per label scheme: entities of two and three tokens, beside one-token ones.
+MULTI_TOKEN_TARGETS = {
+    "BIO": [
+        ("Angela Merkel visited New York City in 2019.",
+         ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "I-LOC", "O", "O", "O"]),
+        ("Merkel met the lazy fox in New York.",
+         ["B-PER", "O", "O", "O", "O", "O", "B-LOC", "I-LOC", "O"]),
+        ("I like London and Paris.", ["O", "O", "B-LOC", "O", "B-LOC", "O"]),
+        ("The quick brown fox jumps over the lazy dog.",
+         ["O", "B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "B-PER", "I-PER", "O"]),
+    ],
+    "BIOES": [
+        ("Angela Merkel visited New York City in 2019.",
+         ["B-PER", "E-PER", "O", "B-LOC", "I-LOC", "E-LOC", "O", "O", "O"]),
+        ("Merkel met the lazy fox in New York.",
+         ["S-PER", "O", "O", "O", "O", "O", "B-LOC", "E-LOC", "O"]),
+        ("I like London and Paris.", ["O", "O", "S-LOC", "O", "S-LOC", "O"]),
+        ("The quick brown fox jumps over the lazy dog.",
+         ["O", "B-ORG", "I-ORG", "E-ORG", "O", "O", "O", "B-PER", "E-PER", "O"]),
+    ],
+}
+
+
+def make_fitted_checkpoint(
+    encoder: Path, out: Path, targets: List[Tuple[str, List[str]]]
+) -> Path:
+    """A checkpoint on a random encoder whose classifier is fitted (the
+    encoder frozen) so that its per-word argmax gives `targets`' labels."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    types = sorted({label[2:] for _, tags in targets for label in tags if label != "O"})
+    prefixes = "BIES" if any(label[0] in "ES" for _, tags in targets for label in tags) else "BI"
+    labels = ["O"] + [f"{prefix}-{t}" for t in types for prefix in prefixes]
+    make_checkpoint(encoder, out, labels)
+    model = AutoModelForTokenClassification.from_pretrained(str(out)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    nlp = spacy.blank("en")
+    features, gold = [], []
+    with torch.no_grad():
+        for text, tags in targets:
+            words = [t.text for t in nlp.make_doc(text)]
+            assert len(words) == len(tags), (words, tags)
+            encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+            hidden = model.base_model(**encoded).last_hidden_state[0]
+            word_ids = encoded.word_ids(0)
+            features.append(hidden[[word_ids.index(i) for i in range(len(words))]])
+            gold += [labels.index(tag) for tag in tags]
+    X, y = torch.cat(features), torch.tensor(gold)
+    classifier = model.classifier
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=0.05)
+    torch.manual_seed(0)
+    for _ in range(3000):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(classifier(X), y).backward()
+        optimizer.step()
+    model.save_pretrained(str(out))
+    return out
+
+
+def spans_of(labels: List[str], scheme: str) -> List[Tuple[int, int, str]]:
+    """(start, end, type) of the entities a valid per-word label sequence gives."""
+    spans: List[Tuple[int, int, str]] = []
+    for i, (iob, ent_type) in enumerate(entity_iob(labels, scheme)):
+        if iob == "B":
+            spans.append((i, i + 1, ent_type))
+        elif iob == "I":
+            start, _, prev = spans[-1]
+            spans[-1] = (start, i + 1, prev)
+    return spans
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_import_finds_the_multi_token_entities_of_the_model(tmp_path, encoders, scheme):
+    """The HF model's logits (per word, first piece) imply entities of two and
+    three tokens; the imported component finds exactly those spans."""
+    targets = MULTI_TOKEN_TARGETS[scheme]
+    ckpt = make_fitted_checkpoint(encoders["wordpiece"], tmp_path / scheme, targets)
+    nlp = from_huggingface(ckpt)
+    assert nlp.get_pipe(NAME).cfg["scheme"] == ("BIO" if scheme == "BIO" else "BILUO")
+    n_multi = 0
+    for text, tags in targets:
+        doc = nlp(text)
+        hf_labels = hf_word_labels(ckpt, [t.text for t in doc])
+        assert hf_labels == tags  # the fit took: the model's logits give these labels
+        expected = spans_of(hf_labels, scheme)
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == expected, (text, hf_labels)
+        assert [(s.start, s.end, s.label_) for s in doc.spans[NAME]] == expected
+        n_multi += sum(1 for start, end, _ in expected if end - start > 1)
+    assert n_multi == 5  # PER and LOC of 2 and 3 tokens, ORG of 3, PER of 2
+
+
 # Import: further training ----------------------------------------------------------
 
 
@@ -662,6 +757,106 @@ def test_export_of_imported_models_pipeline_agrees(tmp_path, checkpoints, case):
     ours = [ents_of(doc) for doc in nlp.pipe(SAME_WORD_TEXTS)]
     assert sum(map(len, ours)) >= 4
     assert hf_pipeline_ents(out, SAME_WORD_TEXTS) == ours
+
+
+# Export: what a checkpoint cannot hold ---------------------------------------------
+
+CONTEXT_V2 = {"@architectures": "spacy-tokclf.HFEncoder.v2"}
+# Words of three sentences, and their sentence starts.
+SENTENCES = [["The", "quick", "brown", "fox", "jumps", "."], ["Merkel", "met", "the", "dog", "."],
+             ["I", "like", "London", "and", "Paris", "."]]
+WORDS = [w for sentence in SENTENCES for w in sentence]
+SENT_STARTS = [i == 0 for sentence in SENTENCES for i in range(len(sentence))]
+
+
+def initialized(encoder: Path, **config):
+    nlp = make_nlp(encoder, **config)
+    nlp.initialize(lambda: make_examples(nlp))
+    return nlp
+
+
+def scores_on(nlp, sentences: bool) -> numpy.ndarray:
+    pipe = nlp.get_pipe(NAME)
+    doc = Doc(nlp.vocab, words=WORDS, sent_starts=SENT_STARTS if sentences else None)
+    return pipe.model.ops.to_numpy(pipe.model.predict([doc])[0])[:, pipe.layout.slices["ents"]]
+
+
+def test_export_refuses_sentences_read_alone(tmp_path, encoders):
+    """context = 0: the component reads each sentence alone, the exported
+    model the whole text. Refused by name; allowed on request, with a warning,
+    and then the export computes what the component computes on docs without
+    sentence boundaries (and differs on docs with them, as the warning says)."""
+    nlp = initialized(encoders["wordpiece"], tok2vec={**CONTEXT_V2, "context": 0})
+    with pytest.raises(ValueError, match=r"`model.tok2vec.context = 0`.*allow_context=True") as err:
+        to_huggingface(nlp, tmp_path / "hf")
+    assert '"context": None' in str(err.value)
+    assert not (tmp_path / "hf").exists()
+    with pytest.warns(UserWarning, match=r"`model.tok2vec.context = 0` is not exported"):
+        out = to_huggingface(nlp, tmp_path / "hf", allow_context=True)
+    logits, _ = hf_logits(out, WORDS)
+    numpy.testing.assert_allclose(logits, scores_on(nlp, sentences=False), atol=1e-4)
+    assert numpy.abs(logits - scores_on(nlp, sentences=True)).max() > 1e-2
+    nlp.to_disk(tmp_path / "pipeline")
+    result = run_spacy_cli("tokclf-export", "pipeline", "hf_cli", cwd=tmp_path)
+    assert result.returncode == 1 and "--allow-context" in result.stdout
+    assert not (tmp_path / "hf_cli").exists()
+    result = run_spacy_cli("tokclf-export", "pipeline", "hf_cli", "--allow-context", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is not exported" in result.stderr
+
+
+def test_same_scores_check_reads_a_text_with_sentence_boundaries(tmp_path, encoders):
+    """A model that reads each sentence alone, checked against its export as
+    read whole: today's main compared them on one sentence without
+    boundaries, where both read the same, and passed; the check now gives
+    the component a text of several sentences with boundaries."""
+    from transformers import AutoModelForTokenClassification
+
+    nlp = initialized(encoders["wordpiece"], tok2vec={**CONTEXT_V2, "context": 0})
+    nlp.to_disk(tmp_path / "pipeline")
+    whole = spacy.load(
+        tmp_path / "pipeline", config={"components": {NAME: {"model": {"tok2vec": {"context": None}}}}}
+    )
+    out = to_huggingface(whole, tmp_path / "hf")  # the same weights, reading texts whole
+    hf_model = AutoModelForTokenClassification.from_pretrained(str(out)).eval()
+    pipe = nlp.get_pipe(NAME)
+    tokenizer = pipe.model.get_ref("tok2vec").shims[0].tokenizer
+    rows = list(range(len(pipe.layout.output_labels("ents"))))
+    check_same_scores(whole.get_pipe(NAME), "ents", hf_model, tokenizer, rows, "export")
+    with pytest.raises(ValueError, match="Cannot export faithfully: the exported"):
+        check_same_scores(pipe, "ents", hf_model, tokenizer, rows, "export")
+
+
+def test_export_with_context_says_where_it_differs(tmp_path, encoders):
+    """context > 0: sentences of a text that fits in one window are read
+    together, as the exported model reads the text: the same scores on a
+    text of several sentences with boundaries; the warning says so and
+    names where they differ (texts longer than the window)."""
+    nlp = initialized(encoders["wordpiece"], tok2vec={**CONTEXT_V2, "context": 16})
+    expected = r"`model.tok2vec.context = 16` is not exported.*at most `window` \(256\) word pieces"
+    with pytest.warns(UserWarning, match=expected):
+        out = to_huggingface(nlp, tmp_path / "hf")
+    logits, _ = hf_logits(out, WORDS)
+    numpy.testing.assert_allclose(logits, scores_on(nlp, sentences=True), atol=1e-4)
+
+
+def test_export_names_the_threshold_and_calibration_it_leaves_out(tmp_path, encoders):
+    nlp = initialized(encoders["wordpiece"], threshold=0.5)
+    pipe = nlp.get_pipe(NAME)
+    pipe.cfg["calibration"] = {"temperature": {"ents": 2.0}, "entity_map": None, "method": "temperature"}
+    with pytest.warns(UserWarning) as record:
+        out = to_huggingface(nlp, tmp_path / "hf")
+    messages = " ".join(str(w.message) for w in record)
+    assert "`threshold = 0.5` is not exported" in messages
+    assert "calibration (method 'temperature') is not exported" in messages
+    # The logits are the uncalibrated scores.
+    logits, _ = hf_logits(out, WORDS)
+    numpy.testing.assert_allclose(logits, scores_on(nlp, sentences=False), atol=1e-4)
+    # Without either: no warning.
+    plain = initialized(encoders["wordpiece"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_huggingface(plain, tmp_path / "plain")
 
 
 # Export: errors -------------------------------------------------------------------
