@@ -121,8 +121,10 @@ def test_killed_ray_run_resumes_to_the_uninterrupted_output(cluster, model_dir, 
     counts = annotate_ray(
         str(model_dir), corpus, output, fmt=fmt, resume=True, log=lambda line: None, **RAY, **SMALL
     )
-    # Parts the killed driver's actors finished after the kill are kept too.
-    assert counts.resumed >= 8 * killed_at
+    # Every part seen before the kill is kept (each holds at least one row;
+    # an actor's part can hold fewer than --checkpoint-rows rows when Ray cut
+    # its block short), and parts finished after the kill are kept too.
+    assert counts.resumed >= killed_at
     assert counts.resumed + counts.read == N_ROWS and counts.read == counts.written.rows
     if fmt is None:
         assert output.read_bytes() == reference.read_bytes()
