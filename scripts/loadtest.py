@@ -13,7 +13,8 @@ answers of sequential nlp() calls, and bad requests must get a 4xx answer.
    sentences and whole documents of --corpus (CoNLL-2003 dev) if it exists,
    else generated texts, plus a few edge cases (empty, whitespace, emoji, CJK).
    Mixed in at random positions are --bad-each requests of each bad kind
-   (missing text, non-string text, a 1 MB text, invalid JSON, invalid UTF-8).
+   (missing text, non-string text, a 1 MB text, invalid JSON, invalid UTF-8,
+   JSON nested 100,000 deep).
 4. Compares every good answer with the reference: the same entities (offsets,
    labels, scores within 1e-5), tags and token count.
 
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from common import project_path
 from loadtest_requests import (
@@ -64,12 +65,21 @@ def free_port() -> int:
 
 
 def start_server(
-    model: str, port: int, threads: int, log_path: Path, max_chars: Optional[int] = None
+    model: str,
+    port: int,
+    threads: int,
+    log_path: Path,
+    max_chars: Optional[int] = None,
+    extra: Sequence[str] = (),
+    launcher: Sequence[str] = ("-m", "spacy_tokclf.serve"),
 ) -> subprocess.Popen:
-    """`python -m spacy_tokclf.serve MODEL` on 127.0.0.1:port, output to log_path."""
+    """`python -m spacy_tokclf.serve MODEL` on 127.0.0.1:port, output to
+    log_path. `extra`: more options of the server; `launcher`: what follows
+    `python` in place of `-m spacy_tokclf.serve` (a test's `-c CODE` that
+    imports its own components first)."""
     cmd = [
-        sys.executable, "-m", "spacy_tokclf.serve", str(model), "--host", "127.0.0.1",
-        "--port", str(port), "--threads", str(threads), "--log-level", "warning",
+        sys.executable, *launcher, str(model), "--host", "127.0.0.1",
+        "--port", str(port), "--threads", str(threads), "--log-level", "warning", *extra,
     ]
     if max_chars is not None:
         cmd += ["--max-chars", str(max_chars)]

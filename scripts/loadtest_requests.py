@@ -23,6 +23,8 @@ BAD_REQUESTS: Dict[str, Tuple[bytes, int]] = {
     ),
     "invalid_json": (b'{"text": "Angela Merkel visited Paris."', 400),
     "invalid_utf8": (b'{"text": "Angela Merkel visited \xff\xfe Paris."}', 400),
+    # Deeper than json.loads can go (RecursionError), well within the body limit.
+    "nested_json": (b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
 }
 
 
