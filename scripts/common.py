@@ -88,7 +88,8 @@ def unit_corpus(path: Path, unit: str) -> Path:
     """The docs of a .spacy file split into one doc per sentence (or chunk),
     written once beside it as *.sentences.spacy (*.chunks.spacy), and again
     when the source is newer."""
-    out = path.with_suffix(".sentences.spacy" if unit == "sentence" else ".chunks.spacy")
+    chunks = f".chunks_single{CHUNK_SINGLES:g}.spacy" if CHUNK_SINGLES else ".chunks.spacy"
+    out = path.with_suffix(".sentences.spacy" if unit == "sentence" else chunks)
     if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
         docs = read_docs(path, unit)
         write_docs(docs, out)
@@ -112,11 +113,13 @@ def converter_parser(description: str, limit_help: str):
 
 
 def read_docs(
-    path: Path, unit: str = "doc", limit: int = 0, *, vocab=None, limit_docs: int = 0
+    path: Path, unit: str = "doc", limit: int = 0, *, vocab=None, limit_docs: int = 0,
+    singles: Optional[float] = None,
 ) -> List[Doc]:
     """The docs of a .spacy file as stored (unit "doc": whole documents), one
     per sentence ("sentence") or in chunks of 1 to CHUNK_SENTENCES sentences
-    ("chunk", chunk_docs). limit_docs keeps the first N stored documents
+    ("chunk", chunk_docs; `singles`, default CHUNK_SINGLES, is the share of
+    chunks that are one sentence). limit_docs keeps the first N stored documents
     (before any splitting); limit keeps the first docs that together hold at
     least `limit` sentences (a document or chunk is kept whole)."""
     vocab = vocab if vocab is not None else spacy.blank("en").vocab
@@ -126,30 +129,37 @@ def read_docs(
     if unit == "sentence":
         docs = [sent.as_doc() for doc in docs for sent in doc.sents]
     elif unit == "chunk":
-        docs = chunk_docs(docs, CHUNK_SENTENCES)
+        docs = chunk_docs(docs, CHUNK_SENTENCES, singles=CHUNK_SINGLES if singles is None else singles)
     elif unit != "doc":
         raise ValueError(f"Unknown unit '{unit}': use doc, chunk or sentence.")
     return head_sentences(docs, limit) if limit else docs
 
 
 CHUNK_SENTENCES = 8
+# The share of chunks that are one sentence, read without neighbours as a
+# lone sentence sent to nlp() is (0: chunk lengths uniform in 1..8 only).
+CHUNK_SINGLES = 0.0
 
 
-def chunk_docs(docs: Sequence[Doc], max_sentences: int, seed: int = 0) -> List[Doc]:
+def chunk_docs(docs: Sequence[Doc], max_sentences: int, seed: int = 0, singles: float = 0.0) -> List[Doc]:
     """Each document cut, in order, into runs of consecutive sentences whose
-    length is drawn uniformly from 1..max_sentences (seeded, so the same data
-    gives the same chunks). Training on them mixes sentences read with their
-    neighbours, with one side only and alone, and a batch of chunks draws on
-    several documents rather than one or two."""
+    length is 1 with probability `singles` and otherwise drawn uniformly from
+    1..max_sentences (seeded, so the same data gives the same chunks).
+    Training on them mixes sentences read with their neighbours, with one side
+    only and alone, and a batch of chunks draws on several documents rather
+    than one or two."""
     import random
 
+    if not 0.0 <= singles <= 1.0:
+        raise ValueError(f"singles={singles}: use a share between 0 and 1.")
     rng = random.Random(seed)
     chunks = []
     for doc in docs:
         sents = list(doc.sents)
         i = 0
         while i < len(sents):
-            n = rng.randint(1, max_sentences)
+            single = singles > 0 and rng.random() < singles
+            n = 1 if single else rng.randint(1, max_sentences)
             chunks.append(doc[sents[i].start : sents[min(i + n, len(sents)) - 1].end].as_doc())
             i += n
     return chunks

@@ -12,10 +12,11 @@ with a `sentencizer` before the component (an annotating component, so
 training reads the sentences prediction reads) and the encoder
 `spacy-tokclf.HFEncoder.v2` with `context`. It trains on whole documents
 (--unit doc) or on chunks of 1 to 8 consecutive sentences of them (--unit
-chunk, common.chunk_docs), batched by words (about 32 sentences a batch),
+chunk, common.chunk_docs; --singles P makes a share P of the chunks one
+sentence, read without neighbours as a lone sentence is), batched by words (about 32 sentences a batch),
 for the same epochs and schedule shape as scripts/compare.py; --averages
 turns on the optimizer's parameter averaging (`use_averages`). Each run writes
-results/context/<dataset>[_chunk]_ctx<C>[_<scheme>]_lr<LR>[_avg]_seed<S>[_...].json
+results/context/<dataset>[_chunk[_single<P>]]_ctx<C>[_<scheme>]_lr<LR>[_avg]_seed<S>[_...].json
 and is skipped when that file exists and was made with the same --encoder,
 --epochs, --train-limit and --max-steps (--force reruns it): a sweep resumes
 where it stopped. Those settings are recorded in the file and, where not at
@@ -93,7 +94,7 @@ def evaluate(nlp, dev_docs: List[Doc], task: str) -> Dict[str, Dict]:
 
 def run(args) -> None:
     train_path, dev_path, task, _ = DATASETS[args.dataset]
-    train_docs = read_docs(PROJECT / train_path, args.unit, args.train_limit)
+    train_docs = read_docs(PROJECT / train_path, args.unit, args.train_limit, singles=args.singles)
     dev_docs = read_docs(PROJECT / dev_path, "doc")
     encoder = resolve_encoder(args.encoder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -122,6 +123,8 @@ def run(args) -> None:
             result = {
                 "dataset": args.dataset,
                 "unit": args.unit,
+                "singles": args.singles,
+                "single_sentence_share": round(sum(1 for d in train_docs if n_sentences([d]) == 1) / n_sentences(train_docs), 4),
                 "context": context,
                 "scheme": args.scheme if task == "ents" else None,
                 "learn_rate": args.lr,
@@ -142,6 +145,7 @@ def run(args) -> None:
 
 def run_name(args, context: int, seed: int, task: str) -> str:
     unit = "_chunk" if args.unit == "chunk" else ""
+    unit += f"_single{args.singles:g}" if args.unit == "chunk" and args.singles else ""
     scheme = f"_{args.scheme.lower()}" if task == "ents" else ""
     averages = "_avg" if args.averages else ""
     return f"{args.dataset}{unit}_ctx{context}{scheme}_lr{args.lr:g}{averages}_seed{seed}"
@@ -157,11 +161,12 @@ def report(args) -> None:
     for dataset, name in (("conll", "entity F1"), ("ewt", "tag accuracy")):
         rows = []
         results = matching_runs(sorted(OUT.glob(f"{dataset}_*.json")), settings, made_with)
-        results.sort(key=lambda r: (r.get("unit", "doc"), r["context"], r["learn_rate"], r.get("averages", False), r["seed"]))
+        results.sort(key=lambda r: (r.get("unit", "doc"), r.get("singles", 0), r["context"], r["learn_rate"],
+                                    r.get("averages", False), r["seed"]))
         for r in results:
             dev = r["dev"]
             rows.append(
-                f"| {r.get('unit', 'doc')} | {r['context']} | {r['scheme'] or '-'} | {r['learn_rate']:g} | "
+                f"| {r.get('unit', 'doc')} | {r.get('singles', 0):g} | {r['context']} | {r['scheme'] or '-'} | {r['learn_rate']:g} | "
                 f"{'yes' if r.get('averages') else 'no'} | "
                 f"{r['seed']} | {100 * metric(dev['docs_gold_sentences']):.2f} | "
                 f"{100 * metric(dev['docs_no_sentences']):.2f} | {100 * metric(dev['sentences']):.2f} | "
@@ -172,9 +177,9 @@ def report(args) -> None:
             sections += [
                 f"## {dataset}: dev {name}",
                 "",
-                "| trained on | context | scheme | lr | averages | seed | docs (gold sentences) | docs (sentencizer) "
+                "| trained on | single-sentence chunks | context | scheme | lr | averages | seed | docs (gold sentences) | docs (sentencizer) "
                 "| one sentence per doc | s/epoch | dev words/s (docs) |",
-                "| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+                "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
                 *rows,
                 "",
             ]
@@ -194,6 +199,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--scheme", default="BILUO", choices=["BIO", "BILUO", "IO"], help="entities only")
     p.add_argument("--averages", action="store_true", help="the optimizer's parameter averaging (use_averages)")
+    p.add_argument("--singles", type=float, default=0.0,
+                   help="--unit chunk: the share of chunks that are one sentence (common.chunk_docs)")
     add_run_arguments(p)
     p.add_argument("--force", action="store_true")
     add_run_arguments(sub.add_parser("report"))  # the table reads only the runs made with these

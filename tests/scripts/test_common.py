@@ -3,6 +3,7 @@ run gets, and the `spacy train` command line the project step prints."""
 import shlex
 
 import common
+import pytest
 import spacy
 from spacy.cli._util import parse_config_overrides
 from spacy.tokens import Doc
@@ -45,6 +46,24 @@ def test_chunk_docs_keeps_every_sentence_in_order_and_bounds_chunks():
     with make_tempdir() as tmp:
         path = common.write_docs([doc], tmp / "d.spacy")
         assert sum(len(c) for c in common.read_docs(path, "chunk")) == 60
+
+
+def test_chunk_docs_singles_sets_the_share_of_one_sentence_chunks():
+    vocab = spacy.blank("en").vocab
+    words = [f"w{i}" for i in range(3000)]
+    doc = Doc(vocab, words=words, sent_starts=[i % 3 == 0 for i in range(3000)])
+    plain = common.chunk_docs([doc], 8, seed=0)
+    # singles=0 draws exactly as before the setting existed
+    assert [len(c) for c in common.chunk_docs([doc], 8, seed=0, singles=0.0)] == [len(c) for c in plain]
+    for singles in (0.3, 0.5, 1.0):
+        chunks = common.chunk_docs([doc], 8, seed=0, singles=singles)
+        assert [t.text for c in chunks for t in c] == words
+        one = sum(1 for c in chunks if len(list(c.sents)) == 1) / len(chunks)
+        # one-sentence chunks: `singles` forced plus a 1/8 share of the rest drawn uniformly
+        expected = singles + (1 - singles) / 8
+        assert abs(one - expected) < 0.05, (singles, one)
+    with pytest.raises(ValueError, match="singles"):
+        common.chunk_docs([doc], 8, singles=1.5)
 
 
 def test_unit_corpus_written_once_beside_the_source():
