@@ -27,8 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
-from .calibration import map_entity_scores, scale_log_probs, temperature_of
-from .errors import Errors, error
+from .calibrated import map_entity_scores, scale_log_probs, temperature_of
 from .labels import OUTSIDE, LabelLayout, split_label
 
 # (start token, end token exclusive, entity type, score)
@@ -153,16 +152,6 @@ def type_mass(probs: numpy.ndarray, ids: numpy.ndarray, types: numpy.ndarray) ->
     """
     same = types[None, :] == types[ids][:, None]  # [n_tokens, n_labels]
     return numpy.clip((probs * same).sum(axis=1), 0.0, 1.0)
-
-
-def check_threshold(name: str, threshold: Any) -> None:
-    """Raise unless the `threshold` setting is None or a score in [0, 1]."""
-    if threshold is None:
-        return
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
-        0.0 <= threshold <= 1.0
-    ):
-        raise ValueError(error(Errors.INVALID_THRESHOLD, name, threshold=threshold))
 
 
 def entity_spans(

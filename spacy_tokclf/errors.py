@@ -171,7 +171,7 @@ class Errors:
         "Keep one of them in config.json (`id2label`, `label2id`)."
     )
     HF_NO_ENTITY_LABELS = 'The model has no entity labels, only "O": there is nothing to import.'
-    # Hugging Face import/export (hf_import.py, hf_export.py)
+    # Hugging Face import/export (hf/importing.py, hf/exporting.py)
     HF_NOT_A_MODEL_DIR = (
         "'{model_dir}' is not a directory with a Hugging Face model (no config.json). "
         "Import from a local directory written by `model.save_pretrained(DIR)` and "
@@ -362,13 +362,17 @@ class Warnings:
         '    spacy.load(path, config={{"components": {{"{name}": {{"threshold": {saved_py}}}}}}})'
         "\nand save the pipeline again to keep it."
     )
+    # An import path kept after the package was laid out by role (issue 27).
+    MOVED_MODULE = (
+        "`{old}` moved to `{new}`: import from `{new}` (the old path is kept only "
+        "for code written before the move)."
+    )
 
 
 class ScaleErrors:
-    """tokclf-annotate and tokclf-train-ddp: annotate.py, annotate_input.py,
-    annotate_output.py, annotate_ray.py, gradient_sync.py, distributed.py,
-    scale_cli.py. (A row that cannot be annotated is not an error of the run:
-    its reason is output data, written by annotate_input.py.)"""
+    """tokclf-annotate and tokclf-train-ddp: annotate/, distributed/, cli.py.
+    (A row that cannot be annotated is not an error of the run: its reason is
+    output data, written by annotate/input.py.)"""
 
     # Data-parallel training
     RANKS_DIFFER = (
@@ -397,7 +401,7 @@ class ScaleErrors:
         "DocBin output (.spacy) is written by --engine local only: the docs are "
         "merged in one process. Use .jsonl or .parquet with --engine ray."
     )
-    # Annotation: where the output goes, --resume (annotate_resume.py)
+    # Annotation: where the output goes, --resume (annotate/resume.py)
     OUTPUT_IS_INPUT = (
         "The output {output} is the input {input}, or holds it (symlinks followed): "
         "writing it would destroy the corpus. Give another OUTPUT path."
@@ -444,7 +448,7 @@ class OptimizerErrors:
 
 
 class CalibrationErrors:
-    """Calibration: calibration.py, calibration_data.py, calibrate_pipeline.py.
+    """Calibration: calibrated.py, calibration/.
     The BAD_* texts are what check_calibration finds wrong with a stored
     calibration: the {problem} of Errors.CFG_NOT_VALID, so they have no prefix
     of their own (use str.format)."""
@@ -466,7 +470,7 @@ class CalibrationErrors:
         "calibration.entity_map slope a = {a} is outside [{low}, {high}]: the map is "
         "flat or decreasing (a <= {low}) or unbounded"
     )
-    # Why an entity map was not fitted (calibration_fit.MapRefused).
+    # Why an entity map was not fitted (calibration/fit.py, MapRefused).
     REFUSED_NO_ENTITIES = "there are no predicted entities to fit it on"
     REFUSED_ONE_CLASS = (
         "all {n} predicted entities are {which}: nothing shows how being right "
@@ -502,12 +506,13 @@ class CalibrationErrors:
     NO_DEV_DOCS = "{path} holds no docs: calibrate on an annotated dev set."
     NO_LABEL_TYPES = (
         "EntityData without label_types cannot score its entities: build it with "
-        "calibration_data.collect, or pass label_types=decoding.label_types(labels)."
+        "spacy_tokclf.calibration.data.collect, or pass "
+        "label_types=spacy_tokclf.decoding.label_types(labels)."
     )
 
 
 class ServeErrors:
-    """The HTTP server, serve.py. The ANSWER_* texts are the "error" of the
+    """The HTTP server, serve/. The ANSWER_* texts are the "error" of the
     server's JSON answers to its clients, not exceptions: they are sent as they
     are, without a prefix (use str.format)."""
 

@@ -4,7 +4,9 @@ output (`LabelLayout`), and the rules for label strings, including the
 Hugging Face schemes (BIOES/IOBES, "_" separators) read on import.
 
 The component, the loss, the decoder and the Hugging Face import/export all
-read labels through this module.
+read labels through this module. The checks of the component's settings
+(tasks, scheme, threshold) and of the examples given to initialize are here
+too.
 """
 import re
 from dataclasses import dataclass
@@ -133,6 +135,16 @@ def check_scheme(name: str, scheme: str) -> None:
                 known=", ".join(repr(s) for s in SCHEMES),
             )
         )
+
+
+def check_threshold(name: str, threshold: Any) -> None:
+    """Raise unless the `threshold` setting is None or a score in [0, 1]."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+        0.0 <= threshold <= 1.0
+    ):
+        raise ValueError(error(Errors.INVALID_THRESHOLD, name, threshold=threshold))
 
 
 def is_valid_cfg(cfg: Mapping[str, Any]) -> bool:
@@ -268,6 +280,12 @@ def add_label(
 
 
 # Labels at initialize -----------------------------------------------------------------
+
+
+def is_empty_list(examples: Any) -> bool:
+    """True for an empty list or tuple of examples (a generator is counted
+    while read)."""
+    return isinstance(examples, (list, tuple)) and not examples
 
 
 def labels_in_examples(tasks: Sequence[str], examples: Iterable[Any]) -> Tuple[Dict[str, set], int]:

@@ -16,11 +16,10 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from .annotation import annotate
-from .decoding import BatchDecoding, DocPrediction, check_threshold, decode, empty_decoding
-from .decoding import per_doc_predictions
+from .decoding import BatchDecoding, DocPrediction, decode, empty_decoding, per_doc_predictions
 from .errors import Errors, Warnings, error
-from .labels import LabelLayout, add_label, check_scheme, check_tasks, initial_labels
-from .labels import labels_in_examples
+from .labels import LabelLayout, add_label, check_scheme, check_tasks, check_threshold
+from .labels import initial_labels, is_empty_list, labels_in_examples
 from .loss import gold_ids, token_cross_entropy
 from .optimizers import register_groups
 from .saved import config_settings, load_from_bytes, load_from_disk
@@ -340,7 +339,7 @@ class TokenClassifier(TrainablePipe):
             `spacy init labels`; a plain list is taken as the labels of the
             only task.
         """
-        if callable(get_examples) and _is_empty_list(get_examples()):
+        if callable(get_examples) and is_empty_list(get_examples()):
             # Before spaCy's E930, which does not say so.
             raise ValueError(error(Errors.EMPTY_CORPUS, self.name))
         validate_get_examples(get_examples, "TokenClassifier.initialize")
@@ -398,8 +397,3 @@ class TokenClassifier(TrainablePipe):
         self._validate_serialization_attrs()
         load_from_bytes(self, bytes_data, exclude, self._config_settings)
         return self
-
-
-def _is_empty_list(examples: Any) -> bool:
-    """True for an empty list or tuple (a generator is counted while read)."""
-    return isinstance(examples, (list, tuple)) and not examples

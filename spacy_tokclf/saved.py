@@ -19,7 +19,7 @@ from spacy import util
 from spacy.errors import Errors as SpacyErrors
 from thinc.api import Model
 
-from .calibration import check_calibration
+from .calibrated import check_calibration
 from .errors import Errors, Warnings, error
 from .labels import SCHEMES, TASKS, LabelLayout, is_valid_cfg
 

@@ -16,8 +16,8 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_tokclf.annotate import annotate_chunk, annotate_local
-from spacy_tokclf.annotate_input import input_files, read_rows
-from spacy_tokclf.annotate_output import output_format, output_spec, read_output
+from spacy_tokclf.annotate.input import input_files, read_rows
+from spacy_tokclf.annotate.output import output_format, output_spec, read_output
 from spacy_tokclf.errors import ScaleErrors, error
 
 from .util import make_examples, make_nlp, train
@@ -202,7 +202,7 @@ def test_text_input(model_dir, tmp_path):
 def test_cli_local_docbin(model_dir, corpus, tmp_path):
     from spacy.cli import app
 
-    from spacy_tokclf import scale_cli  # noqa: F401  (registers the command)
+    from spacy_tokclf import cli  # noqa: F401  (registers the command)
 
     out = tmp_path / "out.spacy"
     result = CliRunner().invoke(
@@ -236,7 +236,7 @@ def test_ray_engine_gives_the_local_output(ray_cluster, model_dir, corpus, parqu
     (written by the workers to a directory)."""
     from spacy.cli import app
 
-    from spacy_tokclf import scale_cli  # noqa: F401
+    from spacy_tokclf import cli  # noqa: F401
 
     runner = CliRunner()
     common = ["--engine", "ray", "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "4",

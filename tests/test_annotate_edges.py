@@ -13,10 +13,10 @@ import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-import spacy_tokclf.annotate as annotate_module
+import spacy_tokclf.annotate.local as annotate_module
 from spacy_tokclf.annotate import annotate_local
-from spacy_tokclf.annotate_input import read_rows
-from spacy_tokclf.annotate_output import output_spec, read_output
+from spacy_tokclf.annotate.input import read_rows
+from spacy_tokclf.annotate.output import output_spec, read_output
 from spacy_tokclf.errors import ScaleErrors, error
 
 from .util import make_examples, make_nlp, train
@@ -56,7 +56,7 @@ def rows_of(n: int, prefix: str = "d"):
 def cli(*args: str):
     from spacy.cli import app
 
-    from spacy_tokclf import scale_cli  # noqa: F401  (registers the command)
+    from spacy_tokclf import cli  # noqa: F401  (registers the command)
 
     return CliRunner().invoke(
         app, ["tokclf-annotate", *map(str, args), "--cpus-per-worker", "1", "--no-progress"]
@@ -123,7 +123,7 @@ def test_a_row_the_writer_refuses_becomes_an_error_row(nlp, tmp_path):
     """Rows that reach the writer with a value it cannot write (here a lone
     surrogate in `file`, bypassing the reader's checks) are written as error
     rows; the rest of the part is written as it is."""
-    from spacy_tokclf.annotate_output import Part
+    from spacy_tokclf.annotate.output import Part
 
     corpus = write_jsonl(tmp_path / "in.jsonl", rows_of(2))
     spec = output_spec(nlp, [corpus], tmp_path)  # a directory root: rows have `file`

@@ -19,7 +19,7 @@ import pytest
 import spacy
 
 from spacy_tokclf.annotate import annotate_local
-from spacy_tokclf.annotate_output import read_output
+from spacy_tokclf.annotate.output import read_output
 
 from .util import make_examples, make_nlp, train
 

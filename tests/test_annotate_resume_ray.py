@@ -18,7 +18,7 @@ import pytest
 import spacy
 
 from spacy_tokclf.annotate import annotate_local
-from spacy_tokclf.annotate_output import read_output
+from spacy_tokclf.annotate.output import read_output
 
 from .test_annotate_resume import N_ROWS, make_corpus, parts_of
 from .util import make_examples, make_nlp, train
@@ -109,7 +109,7 @@ def test_killed_ray_run_resumes_to_the_uninterrupted_output(cluster, model_dir, 
     """A file output (parts written by the driver) and a directory output
     (parts written by the actors): killed, resumed, the same bytes as the
     local engine's uninterrupted run."""
-    from spacy_tokclf.annotate_ray import annotate_ray
+    from spacy_tokclf.annotate import annotate_ray
 
     corpus = make_corpus(tmp_path / "in.jsonl")
     output = tmp_path / output_name
@@ -135,7 +135,7 @@ def test_killed_ray_run_resumes_to_the_uninterrupted_output(cluster, model_dir, 
 
 @pytest.mark.slow
 def test_ray_actor_dying_after_writing_is_retried_and_counted_once(cluster, model_dir, tmp_path):
-    from spacy_tokclf.annotate_ray import annotate_ray
+    from spacy_tokclf.annotate import annotate_ray
 
     corpus = make_corpus(tmp_path / "in.jsonl")
     output = tmp_path / "out"
@@ -186,7 +186,7 @@ def test_ray_run_with_lost_task_replies_counts_and_writes_each_row_once(model_di
 
 @pytest.mark.slow
 def test_ray_rerun_replaces_a_directory_output(cluster, model_dir, tmp_path):
-    from spacy_tokclf.annotate_ray import annotate_ray
+    from spacy_tokclf.annotate import annotate_ray
 
     corpus = make_corpus(tmp_path / "in.jsonl", surrogate=False)
     output = tmp_path / "out"

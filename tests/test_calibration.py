@@ -1,9 +1,9 @@
-"""Calibration of a token_classifier (spacy_tokclf/calibration.py applies it,
-calibrate_pipeline.py, calibration_data.py and calibration_fit.py fit it), the
-`threshold` setting and `python -m spacy tokclf-calibrate`, on a tiny random
-encoder trained briefly, so its scores are far from calibrated. The evaluation
-scripts that report them (scripts/calibration_report.py, error_page.py) are
-tested in tests/scripts/test_calibration_reports.py.
+"""Calibration of a token_classifier (spacy_tokclf/calibrated.py applies it,
+spacy_tokclf/calibration/ fits it), the `threshold` setting and `python -m
+spacy tokclf-calibrate`, on a tiny random encoder trained briefly, so its
+scores are far from calibrated. The evaluation scripts that report them
+(scripts/reports/calibration.py, error_page.py) are tested in
+tests/scripts/test_calibration_reports.py.
 """
 import json
 import os
@@ -21,8 +21,8 @@ from spacy.tokens import DocBin, Span
 from spacy.training import Example
 from spacy.util import load_model_from_config, make_tempdir
 
-from spacy_tokclf.calibrate_pipeline import calibrate, examples_from_docs, summary_lines
-from spacy_tokclf.calibration import map_entity_scores
+from spacy_tokclf.calibrated import map_entity_scores
+from spacy_tokclf.calibration import calibrate, examples_from_docs, summary_lines
 from spacy_tokclf.errors import CalibrationErrors
 from spacy_tokclf.metrics import expected_calibration_error
 

@@ -1,4 +1,4 @@
-"""The entity-score maps at their edges (spacy_tokclf/calibration_fit.py fits
+"""The entity-score maps at their edges (spacy_tokclf/calibration/fit.py fits
 them, calibration.py checks a stored one): one class present, all scores
 equal, saturated scores (0 and 1), tiny sets, scores that fall as the share
 right rises. Each fit is finite, increasing and passes the load check, or is
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_tokclf.calibration import PLATT_MAX_SLOPE, PLATT_MIN_SLOPE, check_calibration
-from spacy_tokclf.calibration import logit, map_entity_scores, sigmoid
-from spacy_tokclf.calibration_fit import MapRefused, fit_entity_map, fit_isotonic, fit_platt
+from spacy_tokclf.calibrated import PLATT_MAX_SLOPE, PLATT_MIN_SLOPE, check_calibration
+from spacy_tokclf.calibrated import logit, map_entity_scores, sigmoid
+from spacy_tokclf.calibration.fit import MapRefused, fit_entity_map, fit_isotonic, fit_platt
 from spacy_tokclf.errors import CalibrationErrors
 
 FITS = {"isotonic": fit_isotonic, "platt": fit_platt}

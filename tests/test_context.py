@@ -11,7 +11,7 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 
 from spacy_tokclf.architectures import build_hf_encoder, build_hf_encoder_v2
-from spacy_tokclf.layers.pieces import sentence_windows
+from spacy_tokclf.layers.windows import sentence_windows
 
 from .util import TRAIN_DATA
 

@@ -1,5 +1,5 @@
-"""Data-parallel training (spacy_tokclf.distributed, .data_parallel,
-.gradient_sync) on CPU with gloo.
+"""Data-parallel training (spacy_tokclf.distributed: train, data_parallel,
+gradient_sync) on CPU with gloo.
 
 Two processes train on shards of the same global batches; after each step
 both must hold the same weights, equal to those of one process training on
@@ -23,8 +23,8 @@ import torch.multiprocessing as mp
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_tokclf.data_parallel import DataParallel
-from spacy_tokclf.gradient_sync import GradientSync, shard_batch
+from spacy_tokclf.distributed.data_parallel import DataParallel
+from spacy_tokclf.distributed.gradient_sync import GradientSync, shard_batch
 
 from .util import TRAIN_DATA, make_nlp
 
@@ -101,7 +101,7 @@ def _worker(rank: int, world_size: int, init_file: str, encoder: str, out_dir: s
 def _plain_mean_of_ranks() -> None:
     """What DistributedDataParallel does: average the ranks' gradients, each
     the gradient of its own shard's mean loss (in this worker process only)."""
-    from spacy_tokclf.data_parallel import GlobalBatchLoss
+    from spacy_tokclf.distributed.data_parallel import GlobalBatchLoss
 
     def plain_loss(self, examples, scores):
         return type(self.pipe).get_loss(self.pipe, list(examples), scores)

@@ -24,8 +24,8 @@ from spacy.training import Example
 from spacy.training.loop import train_while_improving
 from thinc.api import SGD
 
-from spacy_tokclf.data_parallel import DataParallel
-from spacy_tokclf.gradient_sync import GradientSync
+from spacy_tokclf.distributed.data_parallel import DataParallel
+from spacy_tokclf.distributed.gradient_sync import GradientSync
 
 from .test_distributed import (  # noqa: F401  (still_encoder is a fixture)
     BATCHES,

@@ -1,4 +1,4 @@
-"""Hugging Face import and export (spacy_tokclf/hf_import.py, hf_export.py, labels.py, cli.py), on
+"""Hugging Face import and export (spacy_tokclf/hf/importing.py, exporting.py, labels.py, cli.py), on
 tiny random local checkpoints, never the hub.
 
 Import: a *ForTokenClassification checkpoint becomes a token_classifier
@@ -33,7 +33,7 @@ from spacy.util import make_tempdir
 
 from spacy_tokclf import from_huggingface, to_huggingface
 from spacy_tokclf.decoding import is_valid, transition_masks
-from spacy_tokclf.hf_import import MISSING_LABEL_BIAS, check_same_scores
+from spacy_tokclf.hf.importing import MISSING_LABEL_BIAS, check_same_scores
 from spacy_tokclf.labels import FROM_BILUO, PREFIXED_LABEL, TO_BILUO
 from spacy_tokclf.labels import read_hf_labels as read_labels
 

@@ -1,10 +1,10 @@
 """Calibration and error metrics (spacy_tokclf/metrics.py) and the fitting
-functions of spacy_tokclf/calibration_fit.py, against numbers worked out by hand."""
+functions of spacy_tokclf/calibration/fit.py, against numbers worked out by hand."""
 import numpy
 import pytest
 
-from spacy_tokclf.calibration import check_calibration, map_entity_scores, scale_log_probs
-from spacy_tokclf.calibration_fit import fit_isotonic, fit_platt, fit_temperature
+from spacy_tokclf.calibrated import check_calibration, map_entity_scores, scale_log_probs
+from spacy_tokclf.calibration.fit import fit_isotonic, fit_platt, fit_temperature
 from spacy_tokclf.metrics import (
     calibration_summary,
     classify_errors,

@@ -1,5 +1,5 @@
 """spaCy tokens -> word pieces -> windows -> padded batches, and back
-(spacy_tokclf/layers/pieces.py), then the encoder built on it: one vector
+(spacy_tokclf/layers/pieces.py, windows.py), then the encoder built on it: one vector
 per spaCy token, whatever the tokenizer family, the doc length or the batch.
 """
 import dataclasses
@@ -14,15 +14,9 @@ import spacy
 from spacy.tokens import Doc
 
 from spacy_tokclf.architectures import build_hf_encoder
-from spacy_tokclf.layers.pieces import (
-    SpecialPieces,
-    layout_pieces,
-    split_by_call,
-    tokenize_docs,
-    window_owners,
-    window_starts,
-)
 from spacy_tokclf.layers.hf_shim import load_encoder
+from spacy_tokclf.layers.pieces import SpecialPieces, layout_pieces, split_by_call, tokenize_docs
+from spacy_tokclf.layers.windows import window_owners, window_starts
 
 # (words, spaces): tokens the tokenizers find hard. Built with Doc(words=...)
 # so that the spaCy tokens, whitespace tokens included, are exactly these.

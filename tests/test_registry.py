@@ -125,7 +125,22 @@ def test_add_pipe_through_entry_points_loads_nothing(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-CLI_COMMANDS = {"tokclf-import": "import_cli", "tokclf-export": "export_cli"}
+# Command -> (its function in spacy_tokclf.cli, words its --help shows).
+CLI_COMMANDS = {
+    "tokclf-import": ("import_cli", ["OUTPUT_DIR", "--task"]),
+    "tokclf-export": ("export_cli", ["OUTPUT_DIR", "--task"]),
+    "tokclf-calibrate": ("calibrate_cli", ["--method", "--report"]),
+    "tokclf-annotate": ("annotate_cli", ["--engine", "--resume"]),
+    "tokclf-train-ddp": ("train_ddp_cli", ["--ray-workers", "--gpu"]),
+}
+
+
+def test_every_cli_command_is_declared_in_one_module():
+    declared = {name.split(".", 1)[1]: target for group, name, target in ENTRY_POINTS
+                if group == "spacy_cli"}
+    assert declared == {
+        name: f"spacy_tokclf.cli:{function}" for name, (function, _) in CLI_COMMANDS.items()
+    }
 
 
 def test_cli_commands_resolve():
@@ -137,12 +152,13 @@ def test_cli_commands_resolve():
 
     registry.cli.get_all()
     command = get_command(app)
-    for name, function in CLI_COMMANDS.items():
+    for name, (function, words) in CLI_COMMANDS.items():
         assert name in command.commands
         assert command.commands[name].callback.__name__ == function
         result = CliRunner().invoke(app, [name, "--help"])
         assert result.exit_code == 0, result.output
-        assert "OUTPUT_DIR" in result.output and "--task" in result.output
+        for word in words:
+            assert word in result.output, (name, word)
 
 
 def test_cli_commands_listed_by_python_m_spacy(tmp_path):

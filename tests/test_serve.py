@@ -79,7 +79,7 @@ def served(tagging_nlp, tmp_path_factory):
     thread, --max-queue 1, --max-chars 1000 and --body-timeout 3."""
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
-    from loadtest import free_port, log_tail, start_server, stop_server, wait_healthy
+    from loadtest.loadtest import free_port, log_tail, start_server, stop_server, wait_healthy
 
     root = tmp_path_factory.mktemp("served")
     hold, calls = root / "hold", root / "calls.txt"

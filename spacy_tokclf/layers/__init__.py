@@ -1,6 +1,7 @@
 """The encoder's internals. Modules outside `layers/` import from here.
 
     pieces.py         spaCy tokens -> word pieces -> windows -> padded batches (numpy)
+    windows.py        a doc's pieces -> windows, with or without sentence context (numpy)
     piece_encoder.py  EncoderInputs, PieceEncoder: transformer over windows, pooled per token (torch)
     hf_shim.py        HFEncoderShim (state and bytes), loading, position limits
     hf_encoder.py     HFEncoder(settings) -> Model: the thinc layer and its callbacks

@@ -1,6 +1,7 @@
-"""The tests of scripts/. The scripts import each other as top-level modules
-(`python scripts/x.py` puts scripts/ first on sys.path), so their tests put
-scripts/ on sys.path too, once, here."""
+"""The tests of scripts/. The scripts import the shared modules by their plain
+names (`common`) and the groups' modules by their group (`bench.tables`),
+with scripts/ first on sys.path (each grouped script puts it there, see
+scripts/README.md), so their tests put scripts/ on sys.path too, once, here."""
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The evaluation scripts that report a calibration (scripts/calibration_report.py,
+"""The evaluation scripts that report a calibration (scripts/reports/calibration.py,
 error_page.py) on a tiny random encoder trained briefly, so its scores are far
 from calibrated. The calibration itself is tested in tests/test_calibration.py."""
 import json
@@ -7,14 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import calibration_report
-import error_page
 import numpy
 import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_tokclf.calibrate_pipeline import calibrate_saved
+from reports import calibration, error_page
+from spacy_tokclf.calibration import calibrate_saved
 from spacy_tokclf.metrics import expected_calibration_error
 
 from ..util import make_examples, make_nlp, train
@@ -33,7 +32,7 @@ def test_calibration_report_and_error_page(tmp_path, pipeline):
     nlp.to_disk(tmp_path / "before")
     dev = write_dev(nlp, tmp_path / "dev.spacy")
     calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
-    report = calibration_report.write_calibration_report(
+    report = calibration.write_calibration_report(
         tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "ner", tmp_path / "fit.json"
     )
     assert report["same_entities"] and report["same_tags"]
@@ -62,7 +61,7 @@ def test_report_shows_repaired_entities_apart(tmp_path, tagging_nlp):
     nlp.to_disk(tmp_path / "before")
     dev = write_dev(nlp, tmp_path / "dev.spacy")
     calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
-    report = calibration_report.write_calibration_report(
+    report = calibration.write_calibration_report(
         tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "ner", tmp_path / "fit.json"
     )
     repaired = report["repaired_entities"]
@@ -88,10 +87,10 @@ def test_report_shows_repaired_entities_apart(tmp_path, tagging_nlp):
     md = (tmp_path / "metrics" / "ner_calibration.md").read_text()
     assert f"| entities repaired by decoding | {len(scores):,} |" in md
     assert "Entities repaired by decoding, kept at each threshold" in md
-    # scripts/threshold_check.py finds the tables' rows, repaired ones too,
+    # scripts/reports/threshold_check.py finds the tables' rows, repaired ones too,
     # in a pipeline loaded with `threshold = 0.5`.
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "threshold_check.py"), str(tmp_path / "after"), str(dev),
+        [sys.executable, str(SCRIPTS / "reports" / "threshold_check.py"), str(tmp_path / "after"), str(dev),
          "--threshold", "0.5", "--table", str(tmp_path / "metrics" / "ner_calibration.json"),
          "--output", str(tmp_path / "check.json")],
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
@@ -112,13 +111,13 @@ def test_repaired_figures_by_hand():
         {"gold": [(1, 2, "ORG")], "pred": [(1, 2, "ORG", 0.8)]},
     ]
     result = {"records": records, "repaired": [[True, True], [False]], "tags": []}
-    m = calibration_report.measure(result)
+    m = calibration.measure(result)
     rep = m["repaired_entities"]
     assert (rep["n"], rep["accuracy"], rep["mean_confidence"]) == (2, 0.5, pytest.approx(0.55))
     # bin 2: 0.2 right (gap 0.8); bin 9: 0.9 wrong (gap 0.9); each weighs 1/2.
     assert rep["ece"] == pytest.approx(0.85)
     assert m["entities"]["n"] == 3
-    table = calibration_report.repaired_report(m, m)
+    table = calibration.repaired_report(m, m)
     assert table["share_of_entities"] == pytest.approx(2 / 3)
     by_threshold = {row["threshold"]: row for row in table["thresholds"]}
     assert (by_threshold[None]["kept"], by_threshold[0.5]["kept"], by_threshold[0.5]["tp"]) == (2, 1, 0)
@@ -155,7 +154,7 @@ def test_tag_only_pipeline(tmp_path, encoders):
     fit = calibrate_saved(tmp_path / "before", dev, tmp_path / "after", report_path=tmp_path / "fit.json")
     assert fit["method"] == "temperature" and fit["calibration"]["entity_map"] is None
     assert set(fit["uncalibrated"]) == {"tag_tokens"}
-    report = calibration_report.write_calibration_report(
+    report = calibration.write_calibration_report(
         tmp_path / "before", tmp_path / "after", dev, tmp_path / "metrics", "tagger", tmp_path / "fit.json"
     )
     assert report["same_tags"] and set(report["calibration"]) == {"tag_tokens"}
@@ -168,9 +167,9 @@ def test_tag_only_pipeline(tmp_path, encoders):
 def test_no_predicted_entities(tmp_path):
     """A model that predicts no entity (as after a few training steps) is
     calibrated and reported without a division by zero or a format error."""
-    from spacy_tokclf import calibrate_pipeline as cal
-    from spacy_tokclf.calibration import check_calibration
-    from spacy_tokclf.calibration_data import EntityData, TaskData
+    from spacy_tokclf.calibration import pipeline as cal
+    from spacy_tokclf.calibrated import check_calibration
+    from spacy_tokclf.calibration.data import EntityData, TaskData
 
     log_probs = numpy.log(numpy.tile([[0.9, 0.05, 0.05]], (6, 1)))
     data = {"ents": TaskData(log_probs=log_probs, ids=numpy.zeros(6, dtype="int64"),
@@ -189,9 +188,9 @@ def test_no_predicted_entities(tmp_path):
               "methods": {"isotonic": {"in_sample": measured, "cross_fitted": measured}}}
     assert "mean score - -> -" in "\n".join(cal.summary_lines(report))
     summary = {"before": measured["entities"], "after": measured["entities"]}
-    text = calibration_report.markdown(
+    text = calibration.markdown(
         {"calibration": {"entities": summary}, "same_entities": True, "same_tags": True}
     )
     assert "| entities | 0 |" in text
-    calibration_report._plot_reliability({"entities": summary}, tmp_path / "r.png")
+    calibration._plot_reliability({"entities": summary}, tmp_path / "r.png")
     assert (tmp_path / "r.png").exists()

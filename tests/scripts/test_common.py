@@ -3,6 +3,7 @@ run gets, and the `spacy train` command line the project step prints."""
 import shlex
 
 import common
+import peers
 import pytest
 import spacy
 from spacy.cli._util import parse_config_overrides
@@ -148,8 +149,8 @@ def test_run_ner_feature_labels_first_sub_token():
         return Encoding(input_ids=list(range(7)))
 
     doc = make_docs([1])[0]
-    label_list, label2id = common.label_ids([labels])
-    feature = common.run_ner_feature(tokenizer, doc, labels, label2id)
+    label_list, label2id = peers.label_ids([labels])
+    feature = peers.run_ner_feature(tokenizer, doc, labels, label2id)
     ids = [label2id[label] for label in labels]
     assert feature["labels"] == [-100, ids[0], -100, ids[1], ids[2], -100, -100]
-    assert "labels" not in common.run_ner_feature(tokenizer, doc)
+    assert "labels" not in peers.run_ner_feature(tokenizer, doc)

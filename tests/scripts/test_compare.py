@@ -1,4 +1,4 @@
-"""scripts/compare.py: a kept run is skipped (reused) only when it was made
+"""scripts/train/compare.py: a kept run is skipped (reused) only when it was made
 with the same encoder, epochs, training data and step cap, and the table
 shows only the runs made with the settings it is asked for, so a smoke run
 never takes a full run's place; the committed runs make the committed table."""
@@ -7,11 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
-import compare
 import pytest
 import spacy
-from run_cache import RUN_SETTINGS, run_suffix
 from spacy.tokens import Doc, DocBin
+from train import compare
+from train.run_cache import RUN_SETTINGS, run_suffix
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 

@@ -1,11 +1,11 @@
-"""scripts/compare_systems.py: token_classifier's config with and without
+"""scripts/train/compare_systems.py: token_classifier's config with and without
 sentence context, as the comparison, the tuning and the context sweep build
 it from configs/."""
 from pathlib import Path
 
 import pytest
-from compare_systems import sentence_context
 from spacy.util import load_config, load_model_from_config
+from train.compare_systems import sentence_context
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -62,7 +62,7 @@ def test_no_context_is_the_v1_model(wordpiece):
 def test_scaled_learning_rates_resolve_to_scaled_adam():
     """The tuning's head_lr and layer_decay tricks: configs/ner.cfg's Adam
     becomes spacy-tokclf.Adam.v1 with the same settings plus the scale."""
-    from compare_systems import scaled_learning_rates
+    from train.compare_systems import scaled_learning_rates
     from spacy.util import registry
 
     from spacy_tokclf.optimizers import ScaledAdam

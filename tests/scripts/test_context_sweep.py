@@ -1,4 +1,4 @@
-"""scripts/context_sweep.py: the config a run trains, and the file name it
+"""scripts/train/context_sweep.py: the config a run trains, and the file name it
 is kept under, follow its settings (a run with --averages must neither
 train without them nor be skipped as the run without them; a smoke run or
 another encoder is neither reused for nor reported as a full run)."""
@@ -7,11 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
-import context_sweep
 import pytest
 import spacy
-from run_cache import RUN_SETTINGS
 from spacy.tokens import Doc
+from train import context_sweep
+from train.run_cache import RUN_SETTINGS
 
 
 @pytest.mark.parametrize("averages", [False, True])
@@ -25,14 +25,17 @@ def test_context_config_sets_context_rate_scheme_and_averages(averages):
 
 
 def test_run_name_tells_averaged_runs_apart():
-    args = argparse.Namespace(dataset="conll", unit="chunk", lr=2e-4, scheme="BILUO", averages=False)
+    args = argparse.Namespace(dataset="conll", unit="chunk", lr=2e-4, scheme="BILUO", averages=False, singles=0.0)
     plain = context_sweep.run_name(args, 16, 0, "ents")
     args.averages = True
     averaged = context_sweep.run_name(args, 16, 0, "ents")
     assert plain == "conll_chunk_ctx16_biluo_lr0.0002_seed0"
     assert averaged == "conll_chunk_ctx16_biluo_lr0.0002_avg_seed0"
+    # --singles on chunks is in the name too; 0 (today's chunks) leaves it out
+    args.singles = 0.25
+    assert context_sweep.run_name(args, 16, 0, "ents") == "conll_chunk_single0.25_ctx16_biluo_lr0.0002_avg_seed0"
     # the names of the runs already kept (no averages) do not change
-    args = argparse.Namespace(dataset="ewt", unit="doc", lr=1e-4, scheme="BILUO", averages=False)
+    args = argparse.Namespace(dataset="ewt", unit="doc", lr=1e-4, scheme="BILUO", averages=False, singles=0.0)
     assert context_sweep.run_name(args, 0, 1, "tags") == "ewt_ctx0_lr0.0001_seed1"
 
 
@@ -68,7 +71,8 @@ VIEWS = ("docs_gold_sentences", "docs_no_sentences", "sentences")
 def sweep_args(**settings):
     """`context_sweep.py run`'s arguments for context 16, run settings at their defaults unless given."""
     return argparse.Namespace(**{"dataset": "conll", "unit": "doc", "contexts": "16", "seeds": "0", "lr": 1e-4,
-                                 "scheme": "BILUO", "averages": False, "force": False, **RUN_SETTINGS, **settings})
+                                 "scheme": "BILUO", "averages": False, "singles": 0.0, "force": False, **RUN_SETTINGS,
+                                 **settings})
 
 
 def kept(path: Path, f: float, **settings) -> None:

@@ -1,11 +1,11 @@
-"""The project's converters (scripts/convert_conll03.py, scripts/convert_conllu.py):
+"""The project's converters (scripts/data/convert_conll03.py, scripts/data/convert_conllu.py):
 whole documents are kept, nothing is lost, and a lost entity stops the run."""
-import convert_conll03
-import convert_conllu
 import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.util import make_tempdir
+
+from data import convert_conll03, convert_conllu
 
 CONLL = """-DOCSTART- -X- O O
 

@@ -1,4 +1,4 @@
-"""The load test (scripts/loadtest.py, loadtest_requests.py, loadtest_texts.py):
+"""The load test (scripts/loadtest/loadtest.py, client.py, texts.py):
 concurrent requests on one served pipeline (the real server, spacy_tokclf.serve)
 must give the answers of sequential nlp() calls, bad requests a 4xx with a
 message, and the load test's own checks must find each kind of difference."""
@@ -7,8 +7,7 @@ import time
 
 import pytest
 import spacy
-from loadtest import free_port, health_after, log_tail, start_server, stop_server, wait_healthy
-from loadtest_requests import (
+from loadtest.client import (
     BAD_REQUESTS,
     check,
     compare_answers,
@@ -17,7 +16,8 @@ from loadtest_requests import (
     percentile,
     send_all,
 )
-from loadtest_texts import EDGE_TEXTS
+from loadtest.loadtest import free_port, health_after, log_tail, start_server, stop_server, wait_healthy
+from loadtest.texts import EDGE_TEXTS
 
 from spacy_tokclf.serve import Annotator
 

@@ -1,11 +1,11 @@
-"""The served memory run (scripts/memory_run.py): its texts are new words,
+"""The served memory run (scripts/loadtest/memory_run.py): its texts are new words,
 the same for the same seed; a short run through the real server writes its
 figures; a finished run with the same settings is not run again."""
 import json
 
-import memory_run
 import spacy
-from memory_run import main, novel_text
+from loadtest import memory_run
+from loadtest.memory_run import main, novel_text
 
 
 def test_novel_texts_are_deterministic_and_new():

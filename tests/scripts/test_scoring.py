@@ -1,4 +1,4 @@
-"""The scoring of scripts/compare.py (scripts/common.py), which makes the
+"""The scoring of scripts/train/compare.py (scripts/common.py), which makes the
 README's comparison table: every system is scored by these functions."""
 import common
 import pytest

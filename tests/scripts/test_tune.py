@@ -1,12 +1,12 @@
-"""scripts/tune.py: the grid is extended past an edge while the best rate
+"""scripts/train/tune.py: the grid is extended past an edge while the best rate
 lies at it (at most --max-extensions steps), and the best setting is what the
 seeds run."""
 import argparse
 import json
 
 import pytest
-import tune
-from run_cache import RUN_SETTINGS
+from train import tune
+from train.run_cache import RUN_SETTINGS
 
 
 class FakeRuns:

@@ -1,4 +1,4 @@
-"""scripts/tune.py (and scripts/run_cache.py): a kept run stands for a
+"""scripts/train/tune.py (and scripts/train/run_cache.py): a kept run stands for a
 requested one only when it was made with the same encoder, epochs, training
 data and step cap, so a smoke run is never reused for, nor averaged into,
 the table of full runs; the committed runs keep producing the committed tables."""
@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import run_cache
 import spacy
-import tune
-from run_cache import RUN_SETTINGS, run_suffix
 from spacy.tokens import Doc
+from train import run_cache, tune
+from train.run_cache import RUN_SETTINGS, run_suffix
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 SETTING = {"lr": 1e-4, "scheme": "BIO"}
