@@ -49,6 +49,16 @@ the HF Trainer (scripts/train/compare.py's run_ner recipe) and spaCy's transform
 ner, on the same first --steps batches of 32 CoNLL-2003 training sentences,
 timed after one warm-up step, interleaved, medians.
 
+Two interpreters: spacy-transformers 1.4 (spacy_trf_ner, spacy_trf) and
+spacy-huggingface-pipelines 0.0.4 (hf_token_pipe) require transformers < 5,
+so those systems (--peer-systems) run their child processes with
+--peer-python (default: the project's .venv-listener, `make
+.venv-listener/.installed` plus the `project` extra), the others with this
+interpreter; SYSTEM@peer runs any other system there too (bare@peer: the
+same forward pass on the peer's transformers). Every measurement records
+the transformers and torch of its own process, and the tables show them in
+a stack column.
+
 int8-accuracy: entity F1 on CoNLL-2003 dev (gold tokens, whole documents,
 scored as scripts/train/compare.py scores) of a trained pipeline in fp32 and after
 spacy_tokclf.quantize_encoder(nlp).
@@ -70,17 +80,19 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/: see scripts/README.md
 from bench import int8, layout
-from bench.systems import SYSTEMS, TRAIN_SYSTEMS, UNITS, measure_inference, measure_training
+from bench.systems import PEER_SYSTEMS, SYSTEMS, TRAIN_SYSTEMS, UNITS, measure_inference, measure_training
 from bench.tables import REFERENCES, comparison_table, comparisons, summarize, table
 from common import BATCH_SIZE, CONLL_DEV, CONLL_TRAIN, PROJECT, check_inputs, resolve_encoder
 from peers import hf_token_model
 from run_info import machine
 
 OUT = PROJECT / "results" / "benchmark"
+LISTENER_PYTHON = PROJECT / ".venv-listener" / "bin" / "python"
+PEER = "peer"  # SYSTEM@peer: that system's child runs on --peer-python
 HF_MODEL_DIR = PROJECT / "training" / "benchmark" / "hf_token_model"
 RESULT_PREFIX = "RESULT "
 
@@ -88,10 +100,53 @@ RESULT_PREFIX = "RESULT "
 # The parent: interleaved repetitions in fresh processes ----------------------
 
 
+def default_peer_python(listener: Path = LISTENER_PYTHON) -> str:
+    """The listener venv's interpreter if it exists, else this one."""
+    return str(listener) if listener.exists() else sys.executable
+
+
+def split_system(system: str, peer_systems: Sequence[str]) -> Tuple[str, bool]:
+    """"bare@peer" -> ("bare", True); a name in peer_systems runs on the peer
+    with or without the suffix."""
+    name, _, where = system.partition("@")
+    if where not in ("", PEER):
+        sys.exit(f"Unknown stack '@{where}' in '{system}': use SYSTEM or SYSTEM@{PEER}.")
+    return name, where == PEER or name in peer_systems
+
+
+def child_specs(
+    systems: Sequence[str], known: Sequence[str], peer_systems: Sequence[str], peer_python: str, **spec
+) -> List[Dict]:
+    """One spec per system: `system` is its label in the tables, `build` the
+    system to build, `python` the interpreter of its child process."""
+    specs = []
+    for system in systems:
+        name, on_peer = split_system(system, peer_systems)
+        if name not in known:
+            sys.exit(f"Unknown system '{name}': use {', '.join(known)}.")
+        python = peer_python if on_peer else sys.executable
+        specs.append({**spec, "system": system, "build": name, "python": python})
+    return specs
+
+
+def stack_versions() -> Dict[str, str]:
+    """The interpreter and the libraries of this process."""
+    import torch
+    import transformers
+
+    return {
+        "python": sys.executable,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
+
+
 def child(args) -> None:
     warnings.filterwarnings("ignore")
     spec = json.loads(args.spec)
+    spec = {**spec, "system": spec.get("build", spec["system"])}
     result = (measure_inference if spec["kind"] == "inference" else measure_training)(spec)
+    result["stack"] = stack_versions()
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
@@ -105,7 +160,7 @@ def run_child(spec: Dict) -> Dict:
         TRANSFORMERS_VERBOSITY="error",
     )
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
+        [spec.get("python") or sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
         env=env,
         capture_output=True,
         text=True,
@@ -189,33 +244,30 @@ def inference(args) -> None:
     check_inputs(CONLL_DEV)
     systems = args.systems.split(",")
     units = args.units.split(",")
-    for system in systems:
-        if system not in SYSTEMS:
-            sys.exit(f"Unknown system '{system}': use {', '.join(SYSTEMS)}.")
+    peer_systems = [s for s in args.peer_systems.split(",") if s]
+    names = [split_system(system, peer_systems)[0] for system in systems]
     for unit in units:
         if unit not in UNITS:
             sys.exit(f"Unknown unit '{unit}': use {', '.join(UNITS)}.")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     encoder = resolve_encoder(args.encoder)
     hf_model = args.hf_model or ""
-    if not hf_model and {"hf_pipeline", "hf_token_pipe"} & set(systems):
+    if not hf_model and {"hf_pipeline", "hf_token_pipe"} & set(names):
         hf_model = ensure_hf_model(encoder, HF_MODEL_DIR)
     specs = [
-        {
-            "kind": "inference",
-            "system": system,
-            "unit": unit,
-            "encoder": encoder,
-            "hf_model": hf_model,
-            "threads": args.threads,
-            "limit_docs": args.limit_docs,
-        }
+        spec
         for unit in units
-        for system in systems
+        for spec in child_specs(
+            systems, SYSTEMS, peer_systems, args.peer_python, kind="inference", unit=unit,
+            encoder=encoder, hf_model=hf_model, threads=args.threads, limit_docs=args.limit_docs,
+        )
     ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = metadata(args, encoder=args.encoder, hf_model=hf_model, limit_docs=args.limit_docs)
+    meta = metadata(
+        args, encoder=args.encoder, hf_model=hf_model, limit_docs=args.limit_docs,
+        peer_python=args.peer_python, peer_systems=peer_systems,
+    )
     print(f"{len(specs)} measurements x {args.reps} repetitions, one process each", flush=True)
     measurements = interleave(specs, args.reps, out / "inference.json", meta)
     references = [r for r in REFERENCES if r in systems]
@@ -235,24 +287,19 @@ def inference(args) -> None:
 def training(args) -> None:
     check_inputs(CONLL_TRAIN)
     systems = args.systems.split(",")
-    for system in systems:
-        if system not in TRAIN_SYSTEMS:
-            sys.exit(f"Unknown system '{system}': use {', '.join(TRAIN_SYSTEMS)}.")
+    peer_systems = [s for s in args.peer_systems.split(",") if s]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     encoder = resolve_encoder(args.encoder)
-    specs = [
-        {
-            "kind": "training",
-            "system": system,
-            "encoder": encoder,
-            "threads": args.threads,
-            "steps": args.steps,
-        }
-        for system in systems
-    ]
+    specs = child_specs(
+        systems, TRAIN_SYSTEMS, peer_systems, args.peer_python, kind="training",
+        encoder=encoder, threads=args.threads, steps=args.steps,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = metadata(args, encoder=args.encoder, steps=args.steps, batch_sentences=BATCH_SIZE)
+    meta = metadata(
+        args, encoder=args.encoder, steps=args.steps, batch_sentences=BATCH_SIZE,
+        peer_python=args.peer_python, peer_systems=peer_systems,
+    )
     print(f"{len(specs)} systems x {args.reps} repetitions, {args.steps} timed steps", flush=True)
     measurements = interleave(specs, args.reps, out / "training.json", meta)
     references = ["hf_trainer"] if "hf_trainer" in systems else []
@@ -278,11 +325,26 @@ if __name__ == "__main__":
         p.add_argument("--threads", type=int, default=2, help="torch threads per process")
         p.add_argument("--reps", type=int, default=reps, help="repetitions of every measurement")
         p.add_argument("--out", default=str(OUT))
+        p.add_argument(
+            "--peer-python",
+            default=default_peer_python(),
+            help="interpreter of the --peer-systems' and SYSTEM@peer children (default: "
+            ".venv-listener/bin/python if it exists, else this one)",
+        )
+        p.add_argument(
+            "--peer-systems",
+            default=",".join(PEER_SYSTEMS),
+            help="systems whose children always run on --peer-python ('' for none)",
+        )
 
     p = sub.add_parser("inference", help="words/s and peak memory on CoNLL-2003 dev")
     common(p, 5)
     p.add_argument("--units", default=",".join(UNITS), help="sentence,doc")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help=", ".join(SYSTEMS))
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=", ".join(SYSTEMS) + f"; SYSTEM@{PEER} to run one on --peer-python too",
+    )
     p.add_argument("--limit-docs", type=int, default=0, help="first N dev documents (0: all 216)")
     p.add_argument(
         "--hf-model",

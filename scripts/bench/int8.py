@@ -14,6 +14,7 @@ from run_info import machine
 def int8_accuracy(args) -> None:
     import spacy
     import torch
+    import transformers
 
     import spacy_tokclf
 
@@ -30,6 +31,8 @@ def int8_accuracy(args) -> None:
         "words": sum(len(doc) for doc in dev_docs),
         "machine": machine(),
         "threads": args.threads,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
     }
     for name in ("fp32", "int8"):
         if name == "int8":

@@ -24,6 +24,9 @@ SYSTEMS = (
     "hf_token_pipe",
 )
 TRAIN_SYSTEMS = ("tokclf", "hf_trainer", "spacy_trf")
+# Need transformers < 5 (spacy-transformers 1.4 caps it below 4.53.3,
+# spacy-huggingface-pipelines 0.0.4 below 5): benchmark.py --peer-python.
+PEER_SYSTEMS = ("spacy_trf_ner", "hf_token_pipe", "spacy_trf")
 UNITS = ("sentence", "doc")
 HF_BATCH = 32  # sequences per forward pass of the HF pipelines
 HF_STRIDE = 16  # overlap of the HF pipelines' windows (hf_token_pipe's default)

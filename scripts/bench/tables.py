@@ -9,6 +9,14 @@ from typing import Any, Dict, List, Sequence
 REFERENCES = ("bare", "bare_naive")
 
 
+def stack_of(measurements: List[Dict]) -> str:
+    """"transformers, torch" of the measurements' processes ("; " between
+    different ones; "-" if none recorded them)."""
+    stacks = [m["stack"] for m in measurements if "stack" in m]
+    cells = dict.fromkeys(f"{s['transformers']}, {s['torch']}" for s in stacks)
+    return "; ".join(cells) or "-"
+
+
 def summarize(measurements: List[Dict], references: Sequence[str]) -> List[Dict]:
     """Per (system, unit): median words/s (second pass; first pass when
     measured), range, median peak memory, and per reference system the median
@@ -21,7 +29,8 @@ def summarize(measurements: List[Dict], references: Sequence[str]) -> List[Dict]
         mine = [m for m in measurements if m["system"] == system and m.get("unit") == unit]
         runs = [m for m in mine if "error" not in m]
         row: Dict[str, Any] = {
-            "system": system, "unit": unit, "runs": len(runs), "failed": len(mine) - len(runs)
+            "system": system, "unit": unit, "stack": stack_of(runs),
+            "runs": len(runs), "failed": len(mine) - len(runs),
         }
         if runs:
             wps = [m["words_per_s"] for m in runs]
@@ -55,6 +64,7 @@ COMPARISONS = (
     ("token_classifier (ents) speed / hf_token_pipe", "tokclf_ents", "hf_token_pipe"),
     ("time of ents + tag / time of ents", "tokclf_ents", "tokclf_ents_tag"),
     ("int8 speed / fp32 speed (ents)", "tokclf_ents_int8", "tokclf_ents"),
+    ("bare forward speed, this stack / the peer's stack", "bare", "bare@peer"),
 )
 
 
@@ -65,7 +75,12 @@ def comparisons(measurements: List[Dict]) -> List[Dict]:
     rows = []
     for unit in dict.fromkeys(m.get("unit") for m in ok):
         for what, a, b in COMPARISONS:
-            row: Dict[str, Any] = {"what": what, "unit": unit}
+            mine = [m for m in ok if m.get("unit") == unit]
+            row: Dict[str, Any] = {
+                "what": what,
+                "unit": unit,
+                "stacks": [stack_of([m for m in mine if m["system"] == s]) for s in (a, b)],
+            }
             for key in ("words_per_s", "first_words_per_s"):
                 speed = {(m["system"], m["rep"]): m.get(key) for m in ok if m.get("unit") == unit}
                 ratios = [
@@ -82,28 +97,29 @@ def comparisons(measurements: List[Dict]) -> List[Dict]:
 
 def comparison_table(rows: List[Dict]) -> str:
     lines = [
-        "| ratio (median over repetitions) | unit | second pass | first pass | per repetition |",
-        "| --- | --- | ---: | ---: | --- |",
+        "| ratio (median over repetitions) | unit | second pass | first pass | per repetition "
+        "| stacks (transformers, torch) |",
+        "| --- | --- | ---: | ---: | --- | --- |",
     ]
     for r in rows:
         first = r["first_words_per_s"]
         reps = ", ".join(f"{x:.2f}" for x in r["words_per_s_reps"])
         lines.append(
             f"| {r['what']} | {r['unit']}s | {r['words_per_s']:.2f} | "
-            f"{'-' if first is None else f'{first:.2f}'} | {reps} |"
+            f"{'-' if first is None else f'{first:.2f}'} | {reps} | {' / '.join(r['stacks'])} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def table(rows: List[Dict], references: Sequence[str], meta: Dict) -> str:
     first = any("first_words_per_s" in r for r in rows)
-    header = ["system", "unit", "words/s (median)", "min-max"]
+    header = ["system", "unit", "stack (transformers, torch)", "words/s (median)", "min-max"]
     header += [f"x {reference}" for reference in references]
     header += ["first pass words/s"] if first else []
     header += ["peak RSS MB", "runs"]
-    lines = ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
+    lines = ["| " + " | ".join(header) + " |", "| --- | --- | --- |" + " ---: |" * (len(header) - 3)]
     for r in rows:
-        cells = [r["system"], r["unit"] + "s" if r["unit"] else "sentences"]
+        cells = [r["system"], r["unit"] + "s" if r["unit"] else "sentences", r.get("stack", "-")]
         if "words_per_s" in r:
             cells.append(f"{r['words_per_s']:,.0f}")
             cells.append(f"{r['words_per_s_min']:,.0f}-{r['words_per_s_max']:,.0f}")
@@ -120,6 +136,6 @@ def table(rows: List[Dict], references: Sequence[str], meta: Dict) -> str:
     lines.append("")
     lines.append(
         f"{meta['machine']}; {meta['threads']} torch threads; {meta['reps']} repetitions, "
-        f"interleaved; torch {meta['torch']}, transformers {meta['transformers']}; {meta['date']}."
+        f"interleaved; each row's transformers and torch are its own processes'; {meta['date']}."
     )
     return "\n".join(lines) + "\n"

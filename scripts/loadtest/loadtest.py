@@ -2,7 +2,7 @@
 answers of sequential nlp() calls, and bad requests must get a 4xx answer.
 
     python scripts/loadtest/loadtest.py --model training/ner/model-best [--requests 2000]
-        [--clients 16] [--threads 4] [--out results/loadtest] [--timeout 1200]
+        [--clients 16] [--threads 4] [--torch-threads N] [--out results/loadtest] [--timeout 1200]
 
 1. Starts the server (`python -m spacy_tokclf.serve MODEL`) as a subprocess on
    127.0.0.1 and a free port, and waits for GET /health.
@@ -145,13 +145,14 @@ def markdown(result: Dict[str, Any]) -> str:
     s, rss = result["summary"], result["server_rss_mb"]
     lat = s["latency_ms"]
     lines = [
-        "| requests | clients | server threads (most nlp() calls at once) | requests/s | tokens/s | p50 ms | p95 ms | p99 ms "
+        "| requests | clients | server threads (most nlp() calls at once) | torch threads | requests/s | tokens/s | p50 ms | p95 ms | p99 ms "
         "| errors | mismatches | unanswered | bad requests 4xx | server RSS start MB "
         "| server RSS end MB | server peak RSS MB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: | ---: | ---: |",
         f"| {fmt(result['requests_sent'])} | {result['clients']} "
         f"| {result['server_threads']} ({fmt(result['server_most_concurrent_nlp_calls'])} at once) "
+        f"| {result.get('server_torch_threads') or 'torch default'} "
         f"| {fmt(result['requests_per_s'])} | {fmt(result['tokens_per_s'], 0)} | {fmt(lat['p50'])} "
         f"| {fmt(lat['p95'])} | {fmt(lat['p99'])} | {s['errors']} | {s['mismatches']} "
         f"| {s['unanswered']} "
@@ -182,6 +183,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="good requests to send")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--threads", type=int, default=4, help="server: nlp() calls at once")
+    parser.add_argument(
+        "--torch-threads", type=int, default=None, help="server: torch threads (default: torch's)"
+    )
     parser.add_argument("--out", default="results/loadtest", help="folder for loadtest.json/.md")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help=".spacy file of texts, if it exists")
     parser.add_argument("--distinct", type=int, default=400, help="distinct texts to draw from")
@@ -204,7 +208,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.mkstemp(prefix="loadtest_server_", suffix=".log")[1])
-    proc = start_server(str(model), port, args.threads, log_path)
+    extra = [] if args.torch_threads is None else ["--torch-threads", str(args.torch_threads)]
+    proc = start_server(str(model), port, args.threads, log_path, extra=extra)
     print(f"server pid {proc.pid} on {url}, log {log_path}")
     try:
         # The reference is computed while the server loads, and before the load.
@@ -251,6 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "requests_answered": answered,
         "clients": args.clients,
         "server_threads": args.threads,
+        "server_torch_threads": args.torch_threads,
         "max_in_flight": max_in_flight,
         "server_most_concurrent_nlp_calls": most_running,
         "server_nlp_calls": (health_end or {}).get("nlp_calls"),
