@@ -22,6 +22,7 @@ import spacy
 from spacy.util import load_config, load_model_from_config, make_tempdir
 
 import spacy_tokclf
+from tests.data.make_saved_before_layout import doc_record
 
 DATA = Path(__file__).parent / "data" / "saved_before_layout"
 NAME = "token_classifier"
@@ -31,31 +32,7 @@ EXPECTED = json.loads((DATA / "predictions.json").read_text(encoding="utf8"))
 
 def predictions(docs) -> List[Dict[str, Any]]:
     """What make_saved_before_layout.py wrote, as JSON reads it back."""
-    out = []
-    for doc in docs:
-        group = doc.spans[NAME]
-        out.append(
-            json.loads(
-                json.dumps(
-                    {
-                        "text": doc.text,
-                        "sents": [(s.start, s.end) for s in doc.sents] if len(doc) else [],
-                        "ents": [
-                            (e.start, e.end, e.label_, e.start_char, e.end_char) for e in doc.ents
-                        ],
-                        "spans": [(s.start, s.end, s.label_) for s in group],
-                        "scores": [float(x) for x in group.attrs["scores"]],
-                        "repaired": [bool(x) for x in group.attrs["repaired"]],
-                        "tags": [t.tag_ for t in doc],
-                        "probs": {
-                            task: [float(p) for p in probs]
-                            for task, probs in doc._.tokclf_probs[NAME].items()
-                        },
-                    }
-                )
-            )
-        )
-    return out
+    return [json.loads(json.dumps(doc_record(doc))) for doc in docs]
 
 
 def assert_same(found: List[Dict[str, Any]], expected: List[Dict[str, Any]]) -> None:

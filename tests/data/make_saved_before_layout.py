@@ -61,26 +61,24 @@ ENCODER_SETTINGS = {
 }
 
 
+def doc_record(doc) -> Dict[str, Any]:
+    """One doc's predictions as predictions.json holds them (the test reads
+    today's predictions with this same function)."""
+    group = doc.spans[NAME]
+    return {
+        "text": doc.text,
+        "sents": [(s.start, s.end) for s in doc.sents] if len(doc) else [],
+        "ents": [(e.start, e.end, e.label_, e.start_char, e.end_char) for e in doc.ents],
+        "spans": [(s.start, s.end, s.label_) for s in group],
+        "scores": [float(x) for x in group.attrs["scores"]],
+        "repaired": [bool(x) for x in group.attrs["repaired"]],
+        "tags": [t.tag_ for t in doc],
+        "probs": {task: [float(p) for p in probs] for task, probs in doc._.tokclf_probs[NAME].items()},
+    }
+
+
 def predictions(nlp, texts: List[str]) -> List[Dict[str, Any]]:
-    out = []
-    for doc in nlp.pipe(texts):
-        group = doc.spans[NAME]
-        out.append(
-            {
-                "text": doc.text,
-                "sents": [(s.start, s.end) for s in doc.sents] if len(doc) else [],
-                "ents": [(e.start, e.end, e.label_, e.start_char, e.end_char) for e in doc.ents],
-                "spans": [(s.start, s.end, s.label_) for s in group],
-                "scores": [float(x) for x in group.attrs["scores"]],
-                "repaired": [bool(x) for x in group.attrs["repaired"]],
-                "tags": [t.tag_ for t in doc],
-                "probs": {
-                    task: [float(p) for p in probs]
-                    for task, probs in doc._.tokclf_probs[NAME].items()
-                },
-            }
-        )
-    return out
+    return [doc_record(doc) for doc in nlp.pipe(texts)]
 
 
 def dev_examples(nlp) -> List[Example]:
