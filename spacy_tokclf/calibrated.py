@@ -47,6 +47,17 @@ def temperature_of(calibration: Optional[Dict], task: str) -> float:
     return float(calibration.get("temperature", {}).get(task, 1.0))
 
 
+def row_sums(values: Any) -> Any:
+    """Row sums [n, 1] taken column by column, left to right (numpy's sum
+    pairs terms in an order that depends on the row's length): adding
+    columns of exact or near zeros at the end of a row (a grown head,
+    labels.grow_head) leaves every sum bit-identical."""
+    total = values[:, :1].copy()
+    for column in range(1, values.shape[1]):
+        total += values[:, column : column + 1]
+    return total
+
+
 def scale_log_probs(log_probs: numpy.ndarray, temperature: float) -> numpy.ndarray:
     """log_softmax(log_probs / T), row-wise: the same as dividing the raw
     scores by T, since log_probs differ from them by a constant per row.
@@ -57,7 +68,7 @@ def scale_log_probs(log_probs: numpy.ndarray, temperature: float) -> numpy.ndarr
         return log_probs
     scaled = log_probs / temperature
     scaled = scaled - scaled.max(axis=1, keepdims=True)
-    return scaled - numpy.log(numpy.exp(scaled).sum(axis=1, keepdims=True))
+    return scaled - numpy.log(row_sums(numpy.exp(scaled)))
 
 
 def map_entity_scores(

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 
-from .calibrated import map_entity_scores, scale_log_probs, temperature_of
+from .calibrated import map_entity_scores, row_sums, scale_log_probs, temperature_of
 from .labels import OUTSIDE, LabelLayout, split_label
 
 # (start token, end token exclusive, entity type, score)
@@ -47,9 +47,9 @@ ENTITY_TOKENS = "ents:entity_tokens"
 
 
 def log_softmax(scores: Any, xp: Any = numpy) -> Any:
-    """Row-wise log-softmax with the array module of the scores (numpy/cupy)."""
+    """Row-wise log-softmax (numpy/cupy), summed column by column (row_sums)."""
     shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted - xp.log(row_sums(xp.exp(shifted)))
 
 
 def decode(layout: LabelLayout, scores: numpy.ndarray, lengths: Sequence[int]) -> BatchDecoding:
@@ -151,7 +151,7 @@ def type_mass(probs: numpy.ndarray, ids: numpy.ndarray, types: numpy.ndarray) ->
     (B-X against I-X), which the entity map is left to learn on average.
     """
     same = types[None, :] == types[ids][:, None]  # [n_tokens, n_labels]
-    return numpy.clip((probs * same).sum(axis=1), 0.0, 1.0)
+    return numpy.clip(row_sums(probs * same)[:, 0], 0.0, 1.0)
 
 
 def entity_spans(

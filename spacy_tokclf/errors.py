@@ -44,10 +44,30 @@ class Errors:
         'add_label("{label}", task="{first}").'
     )
     UNKNOWN_TASK = "Unknown task '{task}'; tasks are {tasks}."
-    LABEL_AFTER_INITIALIZE = (
-        "Cannot add label '{label}' after the component was initialized. Add it "
-        "before `nlp.initialize()`, or list it in "
-        "`[initialize.components.{name}.labels]`."
+    # Teaching a trained component new labels (loss.make_extend_labels)
+    EXTEND_INVALID_WEIGHT = (
+        "Invalid setting `distill_weight = {weight!r}` of spacy-tokclf.extend_labels.v1. "
+        "Use a number >= 0: the weight of the distillation toward the old model on tokens "
+        'the new data leaves as "O" or unannotated (0: no teacher, the usual loss). In a '
+        "config file:\n    [initialize.after_init]\n"
+        '    @callbacks = "spacy-tokclf.extend_labels.v1"\n    distill_weight = 1.0'
+    )
+    EXTEND_NOT_TOKEN_CLASSIFIER = (
+        "spacy-tokclf.extend_labels.v1 extends a token_classifier, but the component "
+        "'{name}' is a {kind}. Set `component` in [initialize.after_init] to the name of "
+        "the token_classifier."
+    )
+    EXTEND_NOT_TRAINED = (
+        "spacy-tokclf.extend_labels.v1 teaches a trained component new labels, but this "
+        "one has no trained head. Source it from the trained pipeline:\n"
+        '    [components.{name}]\n    source = "path/to/old_pipeline"\n'
+        "or, to train from scratch, list all labels in the data and drop the callback."
+    )
+    EXTEND_NO_LABELS = (
+        "spacy-tokclf.extend_labels.v1 needs the labels to add: set `labels` (e.g. "
+        'labels = ["MISC"]) or a `corpus` to read them from, e.g.\n'
+        "    [initialize.after_init.corpus]\n"
+        '    @readers = "spacy.Corpus.v1"\n    path = ${{paths.train}}'
     )
     # initialize
     EMPTY_CORPUS = (

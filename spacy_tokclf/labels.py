@@ -23,12 +23,17 @@ from typing import (
 )
 
 from .errors import Errors, error
+from .layers import grow_linear
 
 TASKS = ("ents", "tag")
 SCHEMES = ("BIO", "BILUO", "IO")
 SCHEME_PREFIXES = {"BIO": "BI", "BILUO": "BILU", "IO": "I"}
 OUTSIDE = "O"
 
+# An added label's column starts this far (in logits) under its reference:
+# exp(-60) is ~1e-26, under half an ulp of any softmax sum even after a
+# calibration temperature up to 3, and training closes it in some steps.
+GROWN_GAP = 60.0
 # "B-PER", "I_WORK-OF-ART", "S-LOC": a scheme prefix, "-" or "_", the type.
 PREFIXED_LABEL = re.compile(r"^([BIESLU])[-_](.+)$")
 # transformers' names for labels nobody named (config.json without id2label).
@@ -257,11 +262,9 @@ def add_label(
     labels: MutableMapping[str, List[str]],
     label: str,
     task: Optional[str],
-    *,
-    initialized: bool,
 ) -> int:
-    """Add `label` to `labels[task]` (task may be omitted with one task),
-    before the head is sized. RETURNS 0 if it was there already, else 1."""
+    """Add `label` to `labels[task]` (task may be omitted with one task).
+    RETURNS 0 if it was there already, else 1."""
     tasks = list(labels)
     if task is None:
         if len(tasks) != 1:
@@ -273,10 +276,54 @@ def add_label(
         raise ValueError(error(Errors.UNKNOWN_TASK, name, task=task, tasks=tasks))
     if label in labels[task]:
         return 0
-    if initialized:
-        raise ValueError(error(Errors.LABEL_AFTER_INITIALIZE, name, label=label))
+    # Appended, not sorted in: a trained head grows at the end of the task's
+    # columns (grown_columns).
     labels[task].append(label)
     return 1
+
+
+def grown_columns(old: LabelLayout, new: LabelLayout) -> Tuple[List[Optional[int]], List[int]]:
+    """Where the head's columns go when labels are added to a trained head.
+
+    RETURNS: per column of `new`, the column of `old` it keeps (None for an
+    added label's column); and per added column, in order, the column of
+    `old` it starts from: the task's "O" for entities, its first tag for tags.
+    """
+    sources: List[Optional[int]] = []
+    references: List[int] = []
+    old_slices = old.slices
+    for task in new.tasks:
+        start = old_slices[task].start
+        index = {label: start + i for i, label in enumerate(old.output_labels(task))}
+        for label in new.output_labels(task):
+            sources.append(index.get(label))
+            if label not in index:
+                references.append(start)
+    return sources, references
+
+
+def grow_head(model: Any, old: LabelLayout, new: LabelLayout) -> None:
+    """Give a trained head the columns of `new` (`old` plus added labels),
+    every trained weight kept. An added column starts as its reference
+    column (grown_columns) minus GROWN_GAP: never chosen, and (by
+    decoding.log_softmax) every old label's probability stays bit-identical."""
+    grow_linear(model, model.get_ref("output_layer"), *grown_columns(old, new), gap=GROWN_GAP)
+
+
+def old_columns(old: LabelLayout, new: LabelLayout, task: str) -> List[int]:
+    """The columns of `old`'s labels of a task within `new`'s columns of that
+    task, in `old`'s order (a grown head's, for distillation)."""
+    index = {label: i for i, label in enumerate(new.output_labels(task))}
+    return [index[label] for label in old.output_labels(task)]
+
+
+def check_head_size(name: str, n_before: Optional[int], labels: Dict[str, List[str]],
+                    n_now: int) -> None:
+    """Raise if initialize would give a sized head another size."""
+    if n_before is not None and n_before != n_now:
+        raise ValueError(
+            error(Errors.HEAD_SIZE_CHANGED, name, n_before=n_before, n_now=n_now, labels=labels)
+        )
 
 
 # Labels at initialize -----------------------------------------------------------------

@@ -8,7 +8,9 @@ numbers worked out by hand (tests/test_metrics.py).
 - `threshold_table`: entity precision / recall / F1 when entities scored
   under a threshold are dropped;
 - `classify_errors`: each predicted and gold entity of a doc as right or as
-  one of four kinds of error (missed, spurious, wrong type, wrong boundary).
+  one of four kinds of error (missed, spurious, wrong type, wrong boundary);
+- `label_drops`: the labels whose F1 fell by more than a bound (the
+  forgetting gate, scoring.forgetting_gate).
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -195,3 +197,16 @@ def count_error_kinds(errors: Sequence[Dict]) -> Dict[str, int]:
     for found in errors:
         counts[found["kind"]] += 1
     return counts
+
+
+def label_drops(
+    before: Dict[str, float], after: Dict[str, float], labels: Sequence[str], max_drop: float
+) -> List[Tuple[str, float, float, float]]:
+    """(label, before, after, drop) for each of `labels` whose F1 fell by more
+    than `max_drop` from `before` to `after` (a label missing counts 0)."""
+    out = []
+    for label in labels:
+        b, a = before.get(label, 0.0), after.get(label, 0.0)
+        if b - a > max_drop:
+            out.append((label, b, a, b - a))
+    return out

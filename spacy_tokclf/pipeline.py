@@ -18,9 +18,9 @@ from thinc.types import Floats2d
 from .annotation import annotate
 from .decoding import BatchDecoding, DocPrediction, decode, empty_decoding, per_doc_predictions
 from .errors import Errors, Warnings, error
-from .labels import LabelLayout, add_label, check_scheme, check_tasks, check_threshold
-from .labels import initial_labels, is_empty_list, labels_in_examples
-from .loss import gold_ids, token_cross_entropy
+from .labels import LabelLayout, add_label, check_head_size, check_scheme, check_tasks, grow_head
+from .labels import check_threshold, initial_labels, is_empty_list, labels_in_examples
+from .loss import Distillation, gold_ids, token_cross_entropy
 from .optimizers import register_groups
 from .saved import config_settings, load_from_bytes, load_from_disk
 from .scoring import score_token_classifier
@@ -143,6 +143,7 @@ class TokenClassifier(TrainablePipe):
         self._rehearsal_model = None
         self.scorer = scorer
         self._unseen_warned: set = set()
+        self.distillation: Optional[Distillation] = None  # extend_labels (loss.py); not saved
         self.cfg: Dict[str, Any] = {
             "labels": {task: [] for task in tasks},
             "tasks": tasks,
@@ -183,7 +184,8 @@ class TokenClassifier(TrainablePipe):
         return LabelLayout.from_cfg(self.cfg)
 
     def add_label(self, label: str, task: Optional[str] = None) -> int:
-        """Add an entity type or tag before `initialize`.
+        """Add an entity type or tag. A trained head grows, keeping every weight:
+        until an update, the old labels predict exactly as before (labels.grow_head).
 
         label (str): the label.
         task (Optional[str]): "ents" or "tag"; may be omitted with one task.
@@ -191,10 +193,14 @@ class TokenClassifier(TrainablePipe):
         """
         if not isinstance(label, str):
             raise ValueError(SpacyErrors.E187)
-        initialized = bool(self.model.get_ref("output_layer").has_dim("nO"))
-        added = add_label(self.name, self.cfg["labels"], label, task, initialized=initialized)
+        old, output_layer = self.layout, self.model.get_ref("output_layer")
+        added = add_label(self.name, self.cfg["labels"], label, task)
         if added:
             self.vocab.strings.add(label)
+            if output_layer.has_param("W"):
+                grow_head(self.model, old, self.layout)
+                if self._config_settings["nO"] is not None:  # a config that set nO
+                    self._config_settings["nO"] = self.layout.n_outputs
         return added
 
     # Prediction -------------------------------------------------------------
@@ -213,9 +219,8 @@ class TokenClassifier(TrainablePipe):
         return per_doc_predictions(decoded, lengths, self.cfg.get("calibration"))
 
     def predict_log_probs(self, docs: List[Doc]) -> Tuple[BatchDecoding, List[int]]:
-        """Uncalibrated label log-probabilities and the decoded label ids of
-        all tokens of the docs, the docs' rows one after another (what
-        `predict` and calibration start from).
+        """Uncalibrated label log-probabilities and decoded label ids of all tokens
+        of the docs, rows one after another (what `predict` and calibration use).
 
         docs (List[Doc]): the docs.
         RETURNS: task -> (log_probs [n_tokens, n_labels], ids [n_tokens]), and
@@ -262,8 +267,7 @@ class TokenClassifier(TrainablePipe):
         losses (Optional[Dict[str, float]]): losses so far, updated in place.
         RETURNS (Dict[str, float]): the updated losses.
         """
-        if losses is None:
-            losses = {}
+        losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
         validate_examples(examples, "TokenClassifier.update")
@@ -304,7 +308,11 @@ class TokenClassifier(TrainablePipe):
             ids = [self.gold_ids(eg, task) for eg in examples]
             return numpy.concatenate(ids or [numpy.zeros((0,), dtype="int64")])
 
-        loss, d_scores = token_cross_entropy(self.model.ops, self.layout, scores, gold)
+        ops, layout, distill = self.model.ops, self.layout, self.distillation
+        loss, d_scores = (  # with a teacher (extend_labels), its loss: loss.Distillation
+            token_cross_entropy(ops, layout, scores, gold) if distill is None
+            else distill.loss(ops, layout, scores, gold, [eg.predicted for eg in examples])
+        )
         if numpy.isnan(loss):
             raise ValueError(SpacyErrors.E910.format(name=self.name))
         return loss, d_scores
@@ -351,16 +359,10 @@ class TokenClassifier(TrainablePipe):
         new_labels = initial_labels(self.name, self.tasks, found, labels, self.cfg["labels"])
         n_labels = LabelLayout(tuple(self.tasks), self.cfg["scheme"], new_labels).n_outputs
         output_layer = self.model.get_ref("output_layer")
-        if output_layer.has_dim("nO") and output_layer.get_dim("nO") != n_labels:
-            n_before, name = output_layer.get_dim("nO"), self.name
-            raise ValueError(
-                error(Errors.HEAD_SIZE_CHANGED, name, n_before=n_before, n_now=n_labels,
-                      labels=new_labels)
-            )
+        check_head_size(self.name, output_layer.maybe_get_dim("nO"), new_labels, n_labels)
         self.cfg["labels"] = new_labels
-        for task in self.tasks:
-            for label in new_labels[task]:
-                self.vocab.strings.add(label)
+        for label in self.labels:
+            self.vocab.strings.add(label)
         output_layer.set_dim("nO", n_labels)
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
@@ -372,9 +374,8 @@ class TokenClassifier(TrainablePipe):
     ) -> "TokenClassifier":
         """Load the component from a directory written by `to_disk`. A missing,
         truncated or corrupted file raises an error that names the file. The
-        config the component was built with decides `overwrite`, `spans_key`
-        and `threshold`; one that changes `tasks`, `scheme` or `model.nO`
-        (fixed by training) is refused (saved.py).
+        config decides `overwrite`, `spans_key` and `threshold`; one that changes
+        `tasks`, `scheme` or `model.nO` (fixed by training) is refused (saved.py).
 
         path (Union[str, Path]): the component's directory.
         exclude (Iterable[str]): names of serialization fields to skip.

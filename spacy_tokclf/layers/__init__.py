@@ -6,7 +6,9 @@
     hf_shim.py        HFEncoderShim (state and bytes), loading, position limits
     hf_encoder.py     HFEncoder(settings) -> Model: the thinc layer and its callbacks
     int8.py           int8 linear layers for CPU inference
+    heads.py          growing a trained head: more outputs, every trained weight kept
 """
+from .heads import grow_linear
 from .hf_encoder import POOLINGS, EncoderSettings, HFEncoder
 from .hf_shim import (
     HFEncoderShim,
@@ -31,6 +33,7 @@ __all__ = [
     "SlowTokenizerError",
     "SpecialPieces",
     "fit_window",
+    "grow_linear",
     "layout_pieces",
     "load_encoder",
     "load_fast_tokenizer",
