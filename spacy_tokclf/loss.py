@@ -236,7 +236,16 @@ def make_extend_labels(
         if labels is None and corpus is None:
             raise ValueError(error(Errors.EXTEND_NO_LABELS, component))
         new = labels_to_add(pipe.tasks, labels, corpus(nlp) if corpus is not None else ())
-        old, teacher = pipe.layout, pipe.model.copy() if distill_weight > 0 else None
+        old, teacher = pipe.layout, None
+        if distill_weight > 0:
+            # Under `spacy train`, resume_training has just copied the sourced
+            # model for rehearsal (TrainablePipe._rehearsal_model): that copy
+            # is the teacher, rather than a third copy of the model.
+            rehearsal = getattr(pipe, "_rehearsal_model", None)
+            same = rehearsal is not None and _n_outputs(rehearsal) == old.n_outputs
+            teacher = rehearsal if same else pipe.model.copy()
+        # A rehearsal model of the old size cannot rehearse the grown head.
+        pipe._rehearsal_model = None
         for task, label in new:
             pipe.add_label(label, task)
         # Within reach of training: the added labels start at e^-TRAIN_GAP of
@@ -255,6 +264,11 @@ def make_extend_labels(
         return nlp
 
     return extend_labels
+
+
+def _n_outputs(model: Model) -> Optional[int]:
+    head = model.get_ref("output_layer") if model.has_ref("output_layer") else None
+    return head.maybe_get_dim("nO") if head is not None else None
 
 
 def labels_to_add(
