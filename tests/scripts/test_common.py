@@ -73,7 +73,7 @@ def test_unit_corpus_written_once_beside_the_source():
     with make_tempdir() as tmp:
         path = common.write_docs(make_docs([2, 3, 1] * 4), tmp / "train.spacy")
         out = common.unit_corpus(path, "chunk")
-        assert out.name == "train.chunks.spacy"
+        assert out.name == f"train.chunks_single{common.CHUNK_SINGLES:g}.spacy"
         chunks = common.read_docs(out)
         assert sum(len(d) for d in chunks) == 72 and len(chunks) >= 12  # 24 sentences of 3 words
         mtime = out.stat().st_mtime_ns
