@@ -36,6 +36,10 @@ ALLOWED_PRIVATE = {
     ("spacy_tokclf.distributed.gradient_sync", "_model"),
     # torch's int8 matrix product.
     ("spacy_tokclf.layers.int8", "_int_mm"),
+    # spaCy's Language.resume_training stores its copy of a sourced component's
+    # model there (TrainablePipe._rehearsal_model, no public accessor);
+    # extend_labels takes it as the teacher rather than a third copy.
+    ("spacy_tokclf.loss", "_rehearsal_model"),
 }
 # The subpackages, one per role, and the core modules at the top level.
 SUBPACKAGES = {"layers", "calibration", "annotate", "distributed", "hf", "serve"}
