@@ -44,6 +44,7 @@ import random
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -56,6 +57,7 @@ from run_info import machine
 from train.compare_systems import train_spacy
 from train.context_sweep import OUT as CONTEXT_OUT
 from train.context_sweep import context_config, evaluate
+from train.context_sweep import run_name as context_run_name
 from train.run_cache import add_run_arguments, cached_run, context_made_with, run_settings, run_suffix
 from train.run_cache import matching_runs, settings_note, write_run
 
@@ -130,8 +132,9 @@ def full_run(seed: int, args) -> Dict[str, Any]:
                "--averages", "--seeds", str(seed), "--encoder", args.encoder, "--epochs", str(args.epochs),
                "--train-limit", str(args.train_limit), "--max-steps", str(args.max_steps)]
     subprocess.run(command, check=True)
-    single = f"_single{CHUNK_SINGLES:g}" if CHUNK_SINGLES else ""
-    name = f"conll_chunk{single}_ctx{CONTEXT}_biluo_lr{SHIPPED_LR:g}_avg_seed{seed}"
+    sweep = SimpleNamespace(dataset="conll", unit="chunk", singles=CHUNK_SINGLES, scheme="BILUO", lr=SHIPPED_LR,
+                            averages=True)
+    name = context_run_name(sweep, CONTEXT, seed, "ents")
     path = CONTEXT_OUT / f"{name}{run_suffix(run_settings(args))}.json"
     result = cached_run(path, run_settings(args), context_made_with, False)
     if result is None:
