@@ -51,7 +51,7 @@ def test_the_systems_see_the_data_of_the_scenario(new_label, tmp_path):
         DocBin(docs=data[system]).to_disk(path)
         back = list(DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
         assert {e.label_ for d in back for e in d.ents} == {new_label}
-        assert sum(len(d.ents) for d in back) == sum(1 for d in docs[:0] + data[system] for e in d.ents)
+        assert sum(len(d.ents) for d in back) == sum(len(d.ents) for d in data[system])
         outside = [t.ent_iob_ for d in back for t in d if t.ent_type_ != new_label]
         assert outside and set(outside) == {other}
     # Chunks of whole sentences, the same documents for every new-half system.
